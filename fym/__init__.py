@@ -1,0 +1,14 @@
+"""Follow-Your-Motion for Wan 2.1: the algorithm, free of ComfyUI (see README "Python API")."""
+
+from .config import APPLY_STRENGTH, SPATIAL, TEMPORAL, ClassifyConfig, TrainConfig
+from .heads import HeadMap, classify_heads, heat_map
+from .host import WanHost, WanShape
+from .lora import MotionLoRA, load, save
+from .train import NonFiniteLoss, train_stage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APPLY_STRENGTH", "SPATIAL", "TEMPORAL", "ClassifyConfig", "HeadMap", "MotionLoRA", "NonFiniteLoss",
+    "TrainConfig", "WanHost", "WanShape", "classify_heads", "heat_map", "load", "save", "train_stage",
+]  # fmt: skip

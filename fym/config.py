@@ -1,0 +1,99 @@
+"""Every default of the method, in one place (the paper's values unless a field says otherwise).
+
+Nodes read their widget defaults from these dataclasses, and a test checks that they match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+WAN_HEAD_DIM = 128  # Wan 2.1: heads = dim / 128 in every size
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    """Head classification (paper Sec. 3.1, Alg. 1).
+
+    Args:
+        alpha: a head is temporal iff Sim_s < alpha * Sim_t (paper: 1.3).
+        sigmas: noise levels (0..1) at which the reference is scored; scores are averaged over them.
+        num_queries: query tokens sampled per head; memory is O(num_queries x sequence).
+        band: half-width, in latent patches, of the pseudo-maps' neighbourhood (0 = the same patch only).
+        seed: seed of the query sampling and of the noise added to the reference.
+    """
+
+    alpha: float = 1.3
+    sigmas: tuple[float, ...] = (0.5,)
+    num_queries: int = 1024
+    band: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.alpha <= 0:
+            raise ValueError(f"alpha must be > 0; got {self.alpha}")
+        if not self.sigmas or any(not 0.0 <= s <= 1.0 for s in self.sigmas):
+            raise ValueError(f"sigmas must be a non-empty list of values in [0, 1]; got {self.sigmas}")
+        if self.num_queries < 1:
+            raise ValueError(f"num_queries must be >= 1; got {self.num_queries}")
+        if self.band < 0:
+            raise ValueError(f"band must be >= 0; got {self.band}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One LoRA stage (paper Sec. 4.1). `SPATIAL` and `TEMPORAL` below hold each stage's defaults.
+
+    Args:
+        steps: optimizer steps (paper: 3000 spatial, 2000 temporal).
+        rank: LoRA rank (paper: 128 in both stages).
+        alpha: LoRA alpha; the delta is scaled by alpha / rank. The paper does not say; alpha = rank (scale 1).
+        learning_rate: AdamW learning rate (paper: 1e-5).
+        weight_decay: AdamW weight decay (paper: 0.1 spatial, 0.99 temporal).
+        timestep_shift: flow-matching shift of the training noise levels (Wan 2.1 samples with 8.0).
+        motion_loss_weight: weight of the motion loss (paper eq. 3; 1.0 in the temporal stage, 0 = off).
+        sparse_sampling: temporal stage: train on a strided subset of latent frames (off = all frames).
+        frame_stride: temporal stage: latent-frame stride of the sparse sample (paper: 5).
+        frame_count: temporal stage: latent frames per step (5 latent frames = 17 video frames, the paper's
+            16-17 of 81).
+        adaptive_rope: temporal stage: sampled frames keep their full-clip RoPE positions (paper eq. 2).
+        gradient_checkpointing: recompute activations in backward to save memory (slower).
+        log_every: log the loss and check it is finite every N steps.
+        seed: seed of frame choice, noise and noise levels.
+    """
+
+    steps: int
+    weight_decay: float
+    rank: int = 128
+    alpha: float = 128.0
+    learning_rate: float = 1e-5
+    timestep_shift: float = 8.0
+    motion_loss_weight: float = 0.0
+    sparse_sampling: bool = True
+    frame_stride: int = 5
+    frame_count: int = 5
+    adaptive_rope: bool = True
+    gradient_checkpointing: bool = False
+    log_every: int = 50
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.steps >= 1, f"steps must be >= 1; got {self.steps}"),
+            (self.rank >= 1, f"rank must be >= 1; got {self.rank}"),
+            (self.alpha > 0, f"alpha must be > 0; got {self.alpha}"),
+            (self.learning_rate > 0, f"learning_rate must be > 0; got {self.learning_rate}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0; got {self.weight_decay}"),
+            (self.timestep_shift > 0, f"timestep_shift must be > 0; got {self.timestep_shift}"),
+            (self.motion_loss_weight >= 0, f"motion_loss_weight must be >= 0; got {self.motion_loss_weight}"),
+            (self.frame_stride >= 1, f"frame_stride must be >= 1; got {self.frame_stride}"),
+            (self.frame_count >= 2, f"frame_count must be >= 2 (motion needs two frames); got {self.frame_count}"),
+            (self.log_every >= 1, f"log_every must be >= 1; got {self.log_every}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+SPATIAL = TrainConfig(steps=3000, weight_decay=0.1)
+TEMPORAL = TrainConfig(steps=2000, weight_decay=0.99, motion_loss_weight=1.0)
+APPLY_STRENGTH = 0.5  # paper Sec. 4.1: "The LoRA weights are set as 0.5"

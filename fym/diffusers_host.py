@@ -1,0 +1,188 @@
+"""WanHost over diffusers' WanTransformer3DModel (the maintained Wan 2.1 implementation on PyPI).
+
+Used by CI, the `python -m fym demo` job and anyone using `fym` as a Python library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .host import QKCallback, WanShape
+
+_DIFFUSERS_NAMES = {"q": "to_q", "k": "to_k", "v": "to_v"}
+
+
+def tiny_wan(
+    num_layers: int = 2, num_heads: int = 4, head_dim: int = 32, ffn_dim: int = 256, text_dim: int = 64, seed: int = 0
+) -> nn.Module:
+    """A small random-weight Wan 2.1 T2V transformer (same architecture, fewer and narrower layers)."""
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(seed)
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=num_heads,
+        attention_head_dim=head_dim,
+        in_channels=16,
+        out_channels=16,
+        text_dim=text_dim,
+        freq_dim=64,
+        ffn_dim=ffn_dim,
+        num_layers=num_layers,
+        rope_max_seq_len=256,
+    ).eval()
+
+
+class _WeightFunctions(nn.Module):
+    """A parametrization applying keyed weight functions in order: w -> f_n(...f_1(w))."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.functions = nn.ModuleDict()
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        for function in self.functions.values():
+            weight = function(weight)
+        return weight
+
+
+class _FramePositionRoPE(nn.Module):
+    """diffusers' WanRotaryPosEmbed with the temporal part taken at given (possibly fractional) positions."""
+
+    def __init__(self, rope: nn.Module, positions: torch.Tensor) -> None:
+        super().__init__()
+        self.rope = rope
+        self.positions = positions
+
+    def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from diffusers.models.embeddings import get_1d_rotary_pos_embed
+
+        cos, sin = self.rope(hidden_states)  # (1, S, 1, head_dim), frame-major tokens
+        frames = hidden_states.shape[2]
+        if self.positions.numel() != frames:
+            raise ValueError(f"{self.positions.numel()} frame positions for {frames} latent frames")
+        t_cos, t_sin = get_1d_rotary_pos_embed(
+            self.rope.t_dim,
+            self.positions.to(torch.float64).cpu(),
+            use_real=True,
+            repeat_interleave_real=True,
+            freqs_dtype=torch.float64,
+        )
+        per_frame = cos.shape[1] // frames
+        cos, sin = cos.clone(), sin.clone()
+        cos[..., : self.rope.t_dim] = t_cos.to(cos).repeat_interleave(per_frame, 0)[None, :, None]
+        sin[..., : self.rope.t_dim] = t_sin.to(sin).repeat_interleave(per_frame, 0)[None, :, None]
+        return cos, sin
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """diffusers' interleaved-pair rotary embedding; x (B, S, heads, head_dim), cos/sin (1, S, 1, head_dim)."""
+    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    cos, sin = cos[..., 0::2], sin[..., 1::2]
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+
+
+class DiffusersWan:
+    """WanHost over a diffusers WanTransformer3DModel (T2V)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        config = model.config
+        if config.in_channels != 16 or getattr(config, "image_dim", None):
+            raise ValueError("DiffusersWan: only Wan 2.1 text-to-video transformers (16 input channels) are supported")
+        self.model = model
+        self.shape = WanShape(len(model.blocks), config.num_attention_heads, config.attention_head_dim)
+        self._keys: dict[str, list[nn.Module]] = {}
+
+    def linear(self, layer: int, projection: str) -> nn.Module:
+        attn = self.model.blocks[layer].attn1
+        return attn.to_out[0] if projection == "o" else getattr(attn, _DIFFUSERS_NAMES[projection])
+
+    def velocity(self, x_t, sigma, context, frame_positions=None):
+        dtype = next(self.model.parameters()).dtype
+        with self._rope_at(frame_positions):
+            return self.model(
+                hidden_states=x_t.to(dtype),
+                timestep=sigma * 1000,
+                encoder_hidden_states=context.to(dtype),
+                return_dict=False,
+            )[0].float()
+
+    @contextlib.contextmanager
+    def _rope_at(self, frame_positions: torch.Tensor | None) -> Iterator[None]:
+        if frame_positions is None:
+            yield
+            return
+        rope = self.model.rope
+        self.model.rope = _FramePositionRoPE(rope, frame_positions)
+        try:
+            yield
+        finally:
+            self.model.rope = rope
+
+    def capture_qk(self, x_t, sigma, context, on_qk: QKCallback) -> None:
+        state: dict[str, torch.Tensor] = {}
+        handles = []
+
+        def keep_rope(module, args):
+            state["cos"], state["sin"] = args[3]
+
+        def keep_q(module, args, output):
+            state["q"] = output
+
+        def emit(layer, heads):
+            def hook(module, args, output):
+                q = _rotate(state["q"].unflatten(2, (heads, -1)), state["cos"], state["sin"])
+                k = _rotate(output.unflatten(2, (heads, -1)), state["cos"], state["sin"])
+                on_qk(layer, q.float(), k.float())
+
+            return hook
+
+        for layer, block in enumerate(self.model.blocks):
+            attn = block.attn1
+            handles += [
+                attn.register_forward_pre_hook(keep_rope),
+                attn.norm_q.register_forward_hook(keep_q),
+                attn.norm_k.register_forward_hook(emit(layer, attn.heads)),
+            ]
+        try:
+            with torch.no_grad():
+                self.velocity(x_t, sigma, context)
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def attach(self, key: str, adapters: dict[tuple[int, str], nn.Module]) -> None:
+        if key in self._keys:
+            raise ValueError(f"adapters already attached under {key!r}")
+        self.model.requires_grad_(False)
+        linears = []
+        for (layer, projection), adapter in adapters.items():
+            linear = self.linear(layer, projection)
+            if not parametrize.is_parametrized(linear, "weight"):
+                parametrize.register_parametrization(linear, "weight", _WeightFunctions(), unsafe=True)
+            linear.parametrizations.weight[0].functions[key] = adapter
+            linears.append(linear)
+        self._keys[key] = linears
+
+    def detach(self, key: str) -> None:
+        for linear in self._keys.pop(key, []):
+            functions = linear.parametrizations.weight[0].functions
+            del functions[key]
+            if not functions:
+                parametrize.remove_parametrizations(linear, "weight", leave_parametrized=False)
+
+    @contextlib.contextmanager
+    def checkpointing(self, enabled: bool) -> Iterator[None]:
+        previous = self.model.gradient_checkpointing
+        if enabled:
+            self.model.enable_gradient_checkpointing()
+        try:
+            yield
+        finally:
+            if not previous:
+                self.model.disable_gradient_checkpointing()

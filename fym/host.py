@@ -1,0 +1,77 @@
+"""The narrow interface between the algorithm and a Wan 2.1 implementation.
+
+Two hosts implement it: `fym.diffusers_host.DiffusersWan` (diffusers' WanTransformer3DModel: CI and the
+standalone API) and `nodes.wan_host.ComfyWan` (ComfyUI's WanModel). The algorithm is written once against it.
+
+Tensor layout everywhere: latents (B, C=16, T, H, W), normalised as the model expects; text context
+(B, L, text_dim); self-attention tokens are frame-major, token = t * (Hp * Wp) + row * Wp + col with
+Hp = H / 2, Wp = W / 2 (Wan's 1x2x2 patches); a head h owns channels h * head_dim ... (h + 1) * head_dim - 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import nn
+
+PROJECTIONS = ("q", "k", "v", "o")  # ComfyUI's names for the self-attention linears
+
+# on_qk(layer, q, k): q and k are (B, S, heads, head_dim), after RoPE.
+QKCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
+
+
+@dataclass(frozen=True)
+class WanShape:
+    """What must match between a model, a head map and a LoRA file."""
+
+    num_layers: int
+    num_heads: int
+    head_dim: int
+
+    @property
+    def dim(self) -> int:
+        return self.num_heads * self.head_dim
+
+    def as_dict(self) -> dict[str, int]:
+        return {"num_layers": self.num_layers, "num_heads": self.num_heads, "head_dim": self.head_dim}
+
+
+class WanHost(Protocol):
+    shape: WanShape
+
+    def linear(self, layer: int, projection: str) -> nn.Module:
+        """The self-attention linear `projection` ('q', 'k', 'v' or 'o') of block `layer`."""
+
+    def velocity(
+        self, x_t: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, frame_positions: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Flow-matching velocity prediction (noise - x0) for x_t (B, 16, T, H, W) at sigma (B,) in [0, 1].
+
+        frame_positions: (T,) float temporal RoPE positions of the T latent frames, or None for 0..T-1.
+        """
+
+    def capture_qk(self, x_t: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, on_qk: QKCallback) -> None:
+        """One no-grad forward that calls on_qk for every self-attention layer."""
+
+    def attach(self, key: str, adapters: dict[tuple[int, str], nn.Module]) -> None:
+        """Add weight functions w -> adapter(w) to the (layer, projection) linears, under a key."""
+
+    def detach(self, key: str) -> None:
+        """Remove the weight functions added under key; the model is as before attach."""
+
+    def checkpointing(self, enabled: bool) -> contextlib.AbstractContextManager:
+        """Gradient checkpointing of every block while the context is open."""
+
+
+@contextlib.contextmanager
+def attached(host: WanHost, key: str, adapters: dict[tuple[int, str], nn.Module]) -> Iterator[None]:
+    """Adapters on the host inside the block, removed whatever happens."""
+    host.attach(key, adapters)
+    try:
+        yield
+    finally:
+        host.detach(key)

@@ -1,0 +1,197 @@
+"""Stages 2 and 3: head-restricted LoRA training (paper Sec. 3.2).
+
+Spatial stage: LoRA on the spatial heads, one random single-frame latent per step, flow-matching loss.
+Temporal stage: LoRA on the temporal heads (the spatial LoRA frozen on the model), a sparse strided sample of
+the video's latent frames per step whose RoPE positions are their full-clip indices (adaptive RoPE, eq. 2),
+and loss = flow matching + weight * motion loss (eq. 3).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .config import TrainConfig
+from .heads import SPATIAL, TEMPORAL, HeadMap
+from .host import WanHost
+from .lora import MotionLoRA, export, make_adapters
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def sparse_frame_indices(num_frames: int, stride: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """`count` latent-frame indices `stride` apart, at a random start that keeps them inside the clip: (count,)."""
+    span = (count - 1) * stride + 1
+    if span > num_frames:
+        raise ValueError(
+            f"{count} frames with stride {stride} span {span} latent frames but the clip has {num_frames}; "
+            f"lower frame_count or frame_stride, or use a longer clip ({4 * (span - 1) + 1} video frames)"
+        )
+    start = int(torch.randint(0, num_frames - span + 1, (1,), generator=generator))
+    return start + stride * torch.arange(count)
+
+
+def adaptive_rope_positions(indices: torch.Tensor) -> torch.Tensor:
+    """Temporal RoPE positions of sampled frames: their indices in the full clip, as float (eq. 2).
+
+    With indices i * F / F_samp this is the paper's F/2 + F/F_samp (i - F_samp/2); the positions stay on the
+    full clip's frame grid, so the LoRA sees full-rate frame spacing and full-length inference needs no change.
+    """
+    return indices.to(torch.float32)
+
+
+def shifted_sigmas(count: int, shift: float, generator: torch.Generator) -> torch.Tensor:
+    """Flow-matching noise levels: u ~ U(0, 1) shifted as Wan samples them, shift * u / (1 + (shift - 1) u)."""
+    u = torch.rand(count, generator=generator)
+    return shift * u / (1 + (shift - 1) * u)
+
+
+def motion_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - cosine similarity of frame-to-frame differences (eq. 3), averaged over frame pairs.
+
+    predicted, target: (B, C, T, H, W) velocities with T >= 2.
+    """
+    diff_p = (predicted[:, :, 1:] - predicted[:, :, :-1]).transpose(1, 2).flatten(2)  # (B, T-1, C*H*W)
+    diff_t = (target[:, :, 1:] - target[:, :, :-1]).transpose(1, 2).flatten(2)
+    return (1 - F.cosine_similarity(diff_p, diff_t, dim=-1, eps=1e-8)).mean()
+
+
+@dataclass
+class StageResult:
+    lora: MotionLoRA
+    losses: list[float]
+    adapters: dict
+
+
+def train_stage(
+    host: WanHost,
+    stage: str,
+    latents: torch.Tensor,
+    context: torch.Tensor,
+    head_map: HeadMap,
+    config: TrainConfig,
+    on_step: Callable[[int], None] | None = None,
+    keep_attached: bool = False,
+) -> StageResult:
+    """Train one stage's LoRA on `host` and return it exported in ComfyUI's key format.
+
+    Args:
+        stage: "spatial" (latents: (F, 16, 1, H, W), single-frame latents, one drawn per step) or
+            "temporal" (latents: (1, 16, T, H, W), the video latent).
+        context: (1, L, text_dim) caption embedding.
+        head_map: decides which heads get the LoRA.
+        on_step: called after every optimizer step with the step number (progress bar; may raise to cancel).
+        keep_attached: leave the trained adapters on the host (frozen, under key "fym_<stage>"), e.g. for the
+            temporal stage to train on top of the spatial LoRA; otherwise they are removed.
+    """
+    head_map.check_shape(host.shape, f"{stage} LoRA training")
+    heads = head_map.heads(SPATIAL if stage == SPATIAL else TEMPORAL)
+    if not heads:
+        raise ValueError(f"the head map has no {stage} heads; change alpha or the overrides in Classify Heads")
+    if latents.dim() != 5:
+        raise ValueError(f"{stage} LoRA training: latents must be 5-D (B, 16, T, H, W); got {tuple(latents.shape)}")
+    wrong_spatial = stage == SPATIAL and latents.shape[2] != 1
+    wrong_temporal = stage == TEMPORAL and latents.shape[0] != 1
+    if wrong_spatial or wrong_temporal:
+        raise ValueError(
+            f"{stage} LoRA training: latents of shape {tuple(latents.shape)}; expected "
+            + ("(frames, 16, 1, H, W) single-frame latents" if stage == SPATIAL else "(1, 16, T, H, W) a video latent")
+        )
+    if stage == TEMPORAL and config.sparse_sampling:
+        sparse_frame_indices(latents.shape[2], config.frame_stride, config.frame_count, torch.Generator())
+    device = latents.device
+    adapters = make_adapters(host.shape, heads, config.rank, config.alpha, seed=config.seed)
+    for adapter in adapters.values():
+        adapter.to(device)
+    params = [p for adapter in adapters.values() for p in adapter.parameters()]
+    key = f"fym_{stage}"
+    host.attach(key, adapters)
+    try:
+        for p in params:
+            p.requires_grad_(True)
+        losses = _optimize(host, stage, latents, context, params, config, on_step)
+    except BaseException:
+        host.detach(key)
+        raise
+    for p in params:
+        p.requires_grad_(False)
+    if not keep_attached:
+        host.detach(key)
+    lora = export(
+        adapters, host.shape, stage=stage, steps=config.steps, alpha=config.alpha,
+        heads={str(layer): h for layer, h in heads.items()}, head_map=head_map.to_json(),
+        learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+        frame_sampling=_frame_sampling(stage, config), final_loss=losses[-1],
+    )  # fmt: skip
+    return StageResult(lora, losses, adapters)
+
+
+def _frame_sampling(stage: str, config: TrainConfig) -> dict:
+    if stage == SPATIAL:
+        return {"mode": "single_frame"}
+    return {
+        "mode": "sparse" if config.sparse_sampling else "all",
+        "stride": config.frame_stride,
+        "count": config.frame_count,
+        "adaptive_rope": config.adaptive_rope,
+        "motion_loss_weight": config.motion_loss_weight,
+    }
+
+
+def _optimize(host, stage, latents, context, params, config, on_step) -> list[float]:
+    device = latents.device
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(
+        params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=device.type == "cuda"
+    )
+    step_losses = torch.zeros(config.steps, device=device)  # read back every log_every steps only
+    with host.checkpointing(config.gradient_checkpointing):
+        for step in range(config.steps):
+            x0, positions = _batch(stage, latents, config, generator)
+            sigma = shifted_sigmas(1, config.timestep_shift, generator).to(device)
+            noise = torch.randn(x0.shape, generator=generator).to(device)
+            x_t = sigma.view(-1, 1, 1, 1, 1) * noise + (1 - sigma.view(-1, 1, 1, 1, 1)) * x0
+            target = noise - x0
+            predicted = host.velocity(x_t, sigma, context, positions)
+            loss = F.mse_loss(predicted, target)
+            if config.motion_loss_weight > 0 and x0.shape[2] > 1:
+                loss = loss + config.motion_loss_weight * motion_loss(predicted, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step_losses[step] = loss.detach()
+            if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
+                _check_and_log(stage, step_losses, step, config.log_every)
+            if on_step is not None:
+                on_step(step + 1)
+    return step_losses.tolist()
+
+
+def _batch(stage, latents, config, generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One training sample: x0 (1, 16, T, H, W) and its temporal RoPE positions (T,) or None (stock 0..T-1)."""
+    if stage == SPATIAL:
+        index = int(torch.randint(0, latents.shape[0], (1,), generator=generator))
+        return latents[index : index + 1], None
+    if not config.sparse_sampling:
+        return latents, None
+    indices = sparse_frame_indices(latents.shape[2], config.frame_stride, config.frame_count, generator)
+    positions = adaptive_rope_positions(indices).to(latents.device) if config.adaptive_rope else None
+    return latents[:, :, indices.to(latents.device)], positions
+
+
+def _check_and_log(stage: str, step_losses: torch.Tensor, step: int, window: int) -> None:
+    recent = step_losses[max(0, step + 1 - window) : step + 1].cpu()
+    if not torch.isfinite(recent).all():
+        raise NonFiniteLoss(
+            f"{stage} LoRA training: the loss became {recent[~torch.isfinite(recent)][0].item()} by step {step + 1}; "
+            "nothing was saved. Lower the learning rate or train in float32/bfloat16 instead of float16"
+        )
+    log.info("%s LoRA step %d: loss %.5f (mean of last %d)", stage, step + 1, recent.mean().item(), len(recent))
