@@ -1,0 +1,5 @@
+"""ComfyUI glue: every node of the pack (imports comfy; the algorithm lives in ../fym)."""
+
+from . import data, heads, lora, train
+
+NODES = data.NODES + heads.NODES + train.NODES + lora.NODES

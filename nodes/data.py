@@ -1,0 +1,88 @@
+"""Prepare reference: from a VIDEO or an IMAGE batch and the Wan VAE, the latents the training nodes need."""
+
+from __future__ import annotations
+
+import comfy.utils
+import torch
+from comfy_api.latest import io
+
+from .types import CATEGORY
+
+NODE = "FYM Prepare Reference"
+
+
+def select_frames(images: torch.Tensor, frames: int, start_frame: int, frame_step: int) -> torch.Tensor:
+    """images (N, H, W, C) -> (frames, H, W, 3): every frame_step-th from start_frame; frames 0 = as many as
+    fit, rounded down to 4n+1."""
+    picked = images[start_frame::frame_step, :, :, :3]
+    available = picked.shape[0]
+    if frames == 0:
+        frames = (available - 1) // 4 * 4 + 1
+    if available < max(frames, 5):
+        raise ValueError(
+            f"{NODE}: the video gives {available} frames from frame {start_frame} every {frame_step}, but "
+            f"{max(frames, 5)} are needed; lower 'frames', 'start_frame' or 'frame_step'"
+        )
+    return picked[:frames]
+
+
+def resize(images: torch.Tensor, width: int, height: int, mode: str) -> torch.Tensor:
+    """(F, H, W, 3) -> (F, height, width, 3); 'center crop' keeps the aspect ratio, 'stretch' does not."""
+    samples = comfy.utils.common_upscale(
+        images.movedim(-1, 1), width, height, "bilinear", "center" if mode == "center crop" else "disabled"
+    )
+    return samples.movedim(1, -1).clamp(0, 1)
+
+
+class PrepareReference(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FYM_PrepareReference",
+            display_name="Prepare Reference (Follow-Your-Motion)",
+            category=f"{CATEGORY}/data",
+            description="Resizes the reference clip and encodes it with the Wan VAE: a video latent for Classify "
+            "Heads and the temporal LoRA, and one single-frame latent per frame for the spatial LoRA.",
+            inputs=[
+                io.Vae.Input("vae", tooltip="The Wan 2.1 VAE (wan_2.1_vae.safetensors)."),
+                io.Video.Input("video", optional=True, tooltip="Reference clip from core Load Video. Give this or 'images'."),
+                io.Image.Input("images", optional=True, tooltip="Reference frames as an IMAGE batch (e.g. VideoHelperSuite Load Video). Used when 'video' is not connected."),
+                io.Int.Input("width", default=512, min=16, max=2048, step=16, tooltip="Output width in pixels, a multiple of 16 (paper: 512)."),
+                io.Int.Input("height", default=512, min=16, max=2048, step=16, tooltip="Output height in pixels, a multiple of 16 (paper: 512)."),
+                io.Int.Input("frames", default=81, min=0, max=1025, step=4, tooltip="Frames to use, 4n+1 as Wan needs (81 = Wan's native 5 s at 16 fps; 0 = as many as the clip has, rounded down to 4n+1). Fewer frames need less memory."),
+                io.Int.Input("start_frame", default=0, min=0, max=100000, tooltip="First frame of the clip to use."),
+                io.Int.Input("frame_step", default=1, min=1, max=16, tooltip="Use every N-th frame (2 halves a 30 fps clip to about Wan's 16 fps)."),
+                io.Combo.Input("resize_mode", options=["center crop", "stretch"], default="center crop", tooltip="center crop keeps the aspect ratio and cuts the sides; stretch fits the whole frame and distorts it."),
+            ],
+            outputs=[
+                io.Latent.Output("video_latent", display_name="video_latent", tooltip="(1, 16, (frames-1)/4+1, height/8, width/8): the clip encoded as one video."),
+                io.Latent.Output("frame_latents", display_name="frame_latents", tooltip="(frames, 16, 1, height/8, width/8): every frame encoded alone, as an image latent, for the spatial LoRA."),
+                io.Image.Output("resized_frames", display_name="frames", tooltip="The resized frames that were encoded."),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, width, height, frames, **_):
+        for name, value in (("width", width), ("height", height)):
+            if value % 16:
+                return f"{NODE}: {name} {value} is not a multiple of 16; use {value // 16 * 16 or 16} or {value // 16 * 16 + 16}"
+        if frames and frames % 4 != 1:
+            return f"{NODE}: frames must be 4n+1 for Wan; got {frames}, use {frames // 4 * 4 + 1}"
+        return True
+
+    @classmethod
+    def execute(cls, vae, width, height, frames, start_frame, frame_step, resize_mode, video=None, images=None):
+        if video is not None:
+            images = video.get_components().images
+        if images is None:
+            raise ValueError(f"{NODE}: connect a reference clip to 'video' (core Load Video) or 'images'")
+        message = cls.validate_inputs(width, height, frames)
+        if message is not True:
+            raise ValueError(message)
+        clip = resize(select_frames(images, frames, start_frame, frame_step), width, height, resize_mode)
+        video_latent = vae.encode(clip)
+        frame_latents = torch.cat([vae.encode(clip[i : i + 1]) for i in range(clip.shape[0])])
+        return io.NodeOutput({"samples": video_latent}, {"samples": frame_latents}, clip)
+
+
+NODES = [PrepareReference]

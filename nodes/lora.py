@@ -1,0 +1,114 @@
+"""Apply, save and load motion LoRAs (stock Wan LoRA keys, so core LoraLoaderModelOnly reads them too)."""
+
+from __future__ import annotations
+
+import os
+
+import comfy.lora
+import comfy.utils
+import folder_paths
+from comfy_api.latest import io, ui
+
+from .. import fym
+from ..fym.config import APPLY_STRENGTH
+from ..fym.lora import MotionLoRA
+from .types import CATEGORY, MotionLoRAType, node_error
+from .wan_host import wan_shape
+
+
+def apply_motion_lora(model, lora: MotionLoRA, strength: float, node: str):
+    """A clone of `model` with `lora` added through ComfyUI's own patch path (merged at load, unpatched after)."""
+    try:
+        lora.check_shape(wan_shape(model, node), node)
+    except ValueError as error:
+        raise node_error(node, error) from None
+    key_map = comfy.lora.model_lora_keys_unet(model.model, {})
+    patches = comfy.lora.load_lora(lora.state_dict, key_map, log_missing=False)
+    expected = {key.rsplit(".lora_", 1)[0] for key in lora.state_dict if ".lora_" in key}
+    if len(patches) != len(expected):
+        raise ValueError(f"{node}: only {len(patches)} of {len(expected)} LoRA modules match this model")
+    patched = model.clone()
+    patched.add_patches(patches, strength)
+    return patched
+
+
+class ApplyMotionLoRA(io.ComfyNode):
+    NAME = "FYM Apply Motion LoRA"
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FYM_ApplyMotionLoRA",
+            display_name="Apply Motion LoRA (Follow-Your-Motion)",
+            category=f"{CATEGORY}/apply",
+            description="Patches a clone of a Wan 2.1 model with a motion LoRA through ComfyUI's own LoRA path; sample with stock KSampler.",
+            inputs=[
+                io.Model.Input("model", tooltip="The base Wan 2.1 T2V model (without the spatial LoRA, so new subjects keep their own look)."),
+                MotionLoRAType.Input("motion_lora", tooltip="From Temporal LoRA Train or Load Motion LoRA."),
+                io.Float.Input("strength", default=APPLY_STRENGTH, min=-4.0, max=4.0, step=0.05, tooltip="LoRA strength (paper: 0.5). Higher follows the reference motion more closely and may leak its appearance."),
+            ],
+            outputs=[io.Model.Output("patched_model", display_name="model", tooltip="A patched clone; the input model is unchanged.")],
+        )
+
+    @classmethod
+    def execute(cls, model, motion_lora, strength):
+        return io.NodeOutput(apply_motion_lora(model, motion_lora, strength, cls.NAME))
+
+
+class SaveMotionLoRA(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FYM_SaveMotionLoRA",
+            display_name="Save Motion LoRA (Follow-Your-Motion)",
+            category=f"{CATEGORY}/apply",
+            description="Writes the LoRA as .safetensors in ComfyUI's Wan LoRA format, with its head map and training "
+            "settings as metadata, under output/ with a counter; never overwrites. output/loras shows up in LoRA loaders.",
+            is_output_node=True,
+            inputs=[
+                MotionLoRAType.Input("motion_lora", tooltip="From a training node or Load Motion LoRA."),
+                io.String.Input("filename_prefix", default="loras/FYM_motion", tooltip="Path under output/ and file name start; a counter is added."),
+            ],
+            outputs=[],
+        )
+
+    @classmethod
+    def execute(cls, motion_lora, filename_prefix):
+        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, folder_paths.get_output_directory())
+        while os.path.exists(path := os.path.join(folder, f"{name}_{counter:05}_.safetensors")):
+            counter += 1
+        fym.save(motion_lora, path)
+        return io.NodeOutput(ui=ui.PreviewText(os.path.join(subfolder, os.path.basename(path))))
+
+
+class LoadMotionLoRA(io.ComfyNode):
+    NAME = "FYM Load Motion LoRA"
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FYM_LoadMotionLoRA",
+            display_name="Load Motion LoRA (Follow-Your-Motion)",
+            category=f"{CATEGORY}/apply",
+            description="Reads a motion LoRA saved by Save Motion LoRA (models/loras or output/loras).",
+            inputs=[io.Combo.Input("lora_name", options=folder_paths.get_filename_list("loras"), tooltip="A file written by Save Motion LoRA (press R after saving to refresh the list).")],
+            outputs=[MotionLoRAType.Output("motion_lora", display_name="motion_lora", tooltip="The LoRA and its metadata.")],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, lora_name):
+        path = folder_paths.get_full_path("loras", lora_name)
+        return (lora_name, os.path.getmtime(path) if path else None)
+
+    @classmethod
+    def execute(cls, lora_name):
+        path = folder_paths.get_full_path("loras", lora_name)
+        if path is None:
+            raise ValueError(f"{cls.NAME}: {lora_name} is not in models/loras or output/loras")
+        try:
+            return io.NodeOutput(fym.load(path))
+        except ValueError as error:
+            raise node_error(cls.NAME, error) from None
+
+
+NODES = [ApplyMotionLoRA, SaveMotionLoRA, LoadMotionLoRA]
