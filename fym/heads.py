@@ -175,7 +175,7 @@ _OVERRIDE = re.compile(r"^(\d+)\.(\d+)\s*=\s*(s|t|spatial|temporal)$")
 
 
 def parse_overrides(text: str, shape: WanShape) -> dict[str, str]:
-    """"0.3=t, 5.11=spatial" (commas or new lines) -> {"0.3": "temporal", "5.11": "spatial"}."""
+    """ "0.3=t, 5.11=spatial" (commas or new lines) -> {"0.3": "temporal", "5.11": "spatial"}."""
     result = {}
     for item in filter(None, (part.strip() for part in re.split(r"[,\n]", text))):
         match = _OVERRIDE.match(item.lower())
@@ -189,9 +189,10 @@ def parse_overrides(text: str, shape: WanShape) -> dict[str, str]:
 
 
 def classify_heads(
-    host: WanHost, latent: torch.Tensor, context: torch.Tensor, config: ClassifyConfig = ClassifyConfig()
+    host: WanHost, latent: torch.Tensor, context: torch.Tensor, config: ClassifyConfig | None = None
 ) -> HeadMap:
     """Score every head of `host` on the reference latent (1, 16, T, H, W) with its caption context (1, L, D)."""
+    config = config or ClassifyConfig()
     _, _, frames, height, width = latent.shape
     if frames < 2:
         raise ValueError("classify_heads needs a video latent with at least 2 frames")

@@ -112,9 +112,7 @@ class MotionLoRA:
             )
 
 
-def export(
-    adapters: dict[tuple[int, str], HeadLoRA], shape: WanShape, dtype=torch.float32, **metadata
-) -> MotionLoRA:
+def export(adapters: dict[tuple[int, str], HeadLoRA], shape: WanShape, dtype=torch.float32, **metadata) -> MotionLoRA:
     """Adapters -> MotionLoRA with full-shape stock factors; extra keyword arguments go into the metadata."""
     state = {}
     for (layer, projection), adapter in adapters.items():

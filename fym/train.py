@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .config import TrainConfig
 from .heads import SPATIAL, TEMPORAL, HeadMap
-from .host import WanHost
+from .host import WanHost, WanShape
 from .lora import MotionLoRA, export, make_adapters
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,30 @@ class StageResult:
     adapters: dict
 
 
+def check_stage_inputs(
+    stage: str, latent_shape: tuple[int, ...], head_map: HeadMap, shape: WanShape, config: TrainConfig
+) -> dict[int, list[int]]:
+    """Every check that can fail before training starts; returns layer -> heads to train."""
+    head_map.check_shape(shape, f"{stage} LoRA training")
+    heads = head_map.heads(SPATIAL if stage == SPATIAL else TEMPORAL)
+    if not heads:
+        raise ValueError(f"the head map has no {stage} heads; change alpha or the overrides in Classify Heads")
+    if len(latent_shape) != 5:
+        raise ValueError(f"latents must be 5-D (B, 16, T, H, W); got {latent_shape}")
+    if stage == SPATIAL and latent_shape[2] != 1:
+        raise ValueError(
+            f"expected single-frame latents (frames, 16, 1, H, W); got {latent_shape}. "
+            "Use Prepare Reference's frame_latents"
+        )
+    if stage == TEMPORAL and (latent_shape[0] != 1 or latent_shape[2] < 2):
+        raise ValueError(
+            f"expected a video latent (1, 16, T >= 2, H, W); got {latent_shape}. Use Prepare Reference's video_latent"
+        )
+    if stage == TEMPORAL and config.sparse_sampling:
+        sparse_frame_indices(latent_shape[2], config.frame_stride, config.frame_count, torch.Generator())
+    return heads
+
+
 def train_stage(
     host: WanHost,
     stage: str,
@@ -92,21 +116,7 @@ def train_stage(
         keep_attached: leave the trained adapters on the host (frozen, under key "fym_<stage>"), e.g. for the
             temporal stage to train on top of the spatial LoRA; otherwise they are removed.
     """
-    head_map.check_shape(host.shape, f"{stage} LoRA training")
-    heads = head_map.heads(SPATIAL if stage == SPATIAL else TEMPORAL)
-    if not heads:
-        raise ValueError(f"the head map has no {stage} heads; change alpha or the overrides in Classify Heads")
-    if latents.dim() != 5:
-        raise ValueError(f"{stage} LoRA training: latents must be 5-D (B, 16, T, H, W); got {tuple(latents.shape)}")
-    wrong_spatial = stage == SPATIAL and latents.shape[2] != 1
-    wrong_temporal = stage == TEMPORAL and latents.shape[0] != 1
-    if wrong_spatial or wrong_temporal:
-        raise ValueError(
-            f"{stage} LoRA training: latents of shape {tuple(latents.shape)}; expected "
-            + ("(frames, 16, 1, H, W) single-frame latents" if stage == SPATIAL else "(1, 16, T, H, W) a video latent")
-        )
-    if stage == TEMPORAL and config.sparse_sampling:
-        sparse_frame_indices(latents.shape[2], config.frame_stride, config.frame_count, torch.Generator())
+    heads = check_stage_inputs(stage, tuple(latents.shape), head_map, host.shape, config)
     device = latents.device
     adapters = make_adapters(host.shape, heads, config.rank, config.alpha, seed=config.seed)
     for adapter in adapters.values():

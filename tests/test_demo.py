@@ -1,0 +1,25 @@
+import json
+
+from fym import lora
+from fym.demo import main
+
+
+def test_demo_writes_every_artifact(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--spatial-steps", "20", "--temporal-steps", "20"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "head_map.json",
+        "head_map.png",
+        "spatial_lora.safetensors",
+        "temporal_lora.safetensors",
+        "spatial_loss.png",
+        "temporal_loss.png",
+        "report.md",
+        "report.json",
+    } <= names
+    report = json.loads((out / "report.json").read_text())
+    assert report["stages"]["spatial"]["heads"] + report["stages"]["temporal"]["heads"] == 16
+    temporal = lora.load(str(out / "temporal_lora.safetensors"))
+    assert temporal.metadata["stage"] == "temporal" and temporal.metadata["steps"] == 20
+    assert main(["demo", "--out", str(out), "--spatial-steps", "2", "--temporal-steps", "2"]) == 0  # reruns in place

@@ -1,0 +1,112 @@
+import os
+from dataclasses import replace
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from fym import lora
+from fym.config import SPATIAL
+from fym.heads import HeadMap
+from fym.host import PROJECTIONS, WanShape
+from fym.train import train_stage
+
+
+def head_map_for(shape, temporal):
+    """A HeadMap where the (layer, head) pairs in `temporal` are temporal and all others spatial."""
+    s = [[1.0 if (i, h) not in temporal else 0.0 for h in range(shape.num_heads)] for i in range(shape.num_layers)]
+    t = [[0.5] * shape.num_heads for _ in range(shape.num_layers)]
+    return HeadMap(shape, s, t, 1.3, [0.5], 1, 64)
+
+
+def effective_weights(host):
+    return {
+        (i, p): host.linear(i, p).weight.detach().clone() for i in range(host.shape.num_layers) for p in PROJECTIONS
+    }
+
+
+def test_training_changes_only_the_selected_heads(host, clip, context):
+    head_map = head_map_for(
+        host.shape, temporal={(0, 1), (1, 0), (1, 3)}
+    )  # spatial: layer 0 heads 0,2,3; layer 1 heads 1,2
+    before = effective_weights(host)
+    frames = clip[0].transpose(0, 1).unsqueeze(2)
+    config = replace(SPATIAL, steps=3, rank=4, alpha=4.0, learning_rate=1e-2)
+    train_stage(host, "spatial", frames, context, head_map, config, keep_attached=True)
+    after = effective_weights(host)
+    d = host.shape.head_dim
+    for (layer, projection), weight in after.items():
+        delta = weight - before[(layer, projection)]
+        spatial = head_map.heads("spatial")[layer]
+        for head in range(host.shape.num_heads):
+            block = delta[head * d : (head + 1) * d] if projection != "o" else delta[:, head * d : (head + 1) * d]
+            if head in spatial:
+                assert block.abs().max() > 0, (layer, projection, head)
+            else:
+                assert torch.equal(block, torch.zeros_like(block)), (layer, projection, head)
+    host.detach("fym_spatial")
+    assert all(torch.equal(w, before[key]) for key, w in effective_weights(host).items())
+    assert not any("parametrizations" in name for name, _ in host.model.named_parameters())
+
+
+def test_export_matches_the_trained_delta(host, clip, context):
+    head_map = head_map_for(host.shape, temporal={(0, 0)})
+    base = effective_weights(host)
+    frames = clip[0].transpose(0, 1).unsqueeze(2)
+    result = train_stage(
+        host,
+        "spatial",
+        frames,
+        context,
+        head_map,
+        replace(SPATIAL, steps=2, rank=4, learning_rate=1e-2),
+        keep_attached=True,
+    )
+    for (layer, projection), weight in effective_weights(host).items():
+        expected = weight - base[(layer, projection)]
+        torch.testing.assert_close(lora.merged_delta(result.lora, layer, projection), expected, atol=1e-6, rtol=1e-4)
+    host.detach("fym_spatial")
+
+
+def test_comfyui_key_format():
+    shape = WanShape(2, 2, 8)
+    adapters = lora.make_adapters(shape, {1: [0]}, rank=3, alpha=6.0)
+    exported = lora.export(adapters, shape, stage="temporal")
+    keys = set(exported.state_dict)
+    for projection in PROJECTIONS:
+        prefix = f"diffusion_model.blocks.1.self_attn.{projection}"
+        assert {f"{prefix}.lora_up.weight", f"{prefix}.lora_down.weight", f"{prefix}.alpha"} <= keys
+        assert exported.state_dict[f"{prefix}.lora_up.weight"].shape == (16, 3)
+        assert exported.state_dict[f"{prefix}.lora_down.weight"].shape == (3, 16)
+        assert float(exported.state_dict[f"{prefix}.alpha"]) == 6.0
+    assert not any(".blocks.0." in key for key in keys)
+    assert len(keys) == 12
+
+
+def test_save_load_round_trip_never_overwrites(tmp_path):
+    shape = WanShape(1, 2, 8)
+    adapters = lora.make_adapters(shape, {0: [1]}, rank=2, alpha=2.0)
+    for adapter in adapters.values():
+        torch.nn.init.normal_(adapter.lora_up)
+    exported = lora.export(adapters, shape, stage="spatial", steps=7)
+    path = str(tmp_path / "motion.safetensors")
+    lora.save(exported, path)
+    loaded = lora.load(path)
+    assert loaded.metadata == exported.metadata and loaded.shape == shape
+    assert all(torch.equal(loaded.state_dict[k], v) for k, v in exported.state_dict.items())
+    with pytest.raises(FileExistsError):
+        lora.save(exported, path)
+    assert os.listdir(tmp_path) == ["motion.safetensors"]  # no temporary files left
+
+
+def test_loading_a_file_that_is_not_a_motion_lora_fails_clearly(tmp_path):
+    path = str(tmp_path / "other.safetensors")
+    save_file({"x": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match="not a Follow-Your-Motion motion LoRA"):
+        lora.load(path)
+
+
+def test_shape_mismatch_is_reported():
+    exported = lora.export(lora.make_adapters(WanShape(1, 2, 8), {0: [0]}, 2, 2.0), WanShape(1, 2, 8))
+    with pytest.raises(ValueError, match="trained on a Wan model with 1 layers x 2 heads"):
+        exported.check_shape(WanShape(30, 12, 128), "Apply Motion LoRA")
