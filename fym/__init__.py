@@ -1,12 +1,12 @@
 """Follow-Your-Motion for Wan 2.1: the algorithm, free of ComfyUI (see README "Python API")."""
 
-from .config import APPLY_STRENGTH, SPATIAL, TEMPORAL, ClassifyConfig, TrainConfig
+from .config import APPLY_STRENGTH, SPATIAL, TEMPORAL, VERSION, ClassifyConfig, TrainConfig
 from .heads import HeadMap, classify_heads, heat_map
 from .host import WanHost, WanShape
 from .lora import MotionLoRA, load, save
 from .train import NonFiniteLoss, train_stage
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 __all__ = [
     "APPLY_STRENGTH", "SPATIAL", "TEMPORAL", "ClassifyConfig", "HeadMap", "MotionLoRA", "NonFiniteLoss",

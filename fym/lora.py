@@ -23,6 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .config import VERSION
 from .host import PROJECTIONS, WanShape
 
 FORMAT = "fym.motion_lora.v1"
@@ -122,7 +123,7 @@ def export(adapters: dict[tuple[int, str], HeadLoRA], shape: WanShape, dtype=tor
         state[f"{key}.lora_down.weight"] = down.to(dtype).cpu().contiguous()
         state[f"{key}.alpha"] = torch.tensor(float(adapter.alpha))
     first = next(iter(adapters.values()), None)
-    info = {"format": FORMAT, "shape": shape.as_dict(), "rank": first.rank if first else 0, **metadata}
+    info = {"format": FORMAT, "version": VERSION, "shape": shape.as_dict(), "rank": first.rank if first else 0, **metadata}
     return MotionLoRA(state, info)
 
 

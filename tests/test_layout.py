@@ -75,3 +75,11 @@ def test_root_package_imports_without_comfyui():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # must not raise without ComfyUI
     assert module.WEB_DIRECTORY == "./web"
+
+
+def test_one_version():
+    import tomllib
+
+    from fym.config import VERSION
+
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"] == VERSION

@@ -93,6 +93,7 @@ def test_save_load_round_trip_never_overwrites(tmp_path):
     lora.save(exported, path)
     loaded = lora.load(path)
     assert loaded.metadata == exported.metadata and loaded.shape == shape
+    assert loaded.metadata["version"] and loaded.metadata["stage"] == "spatial"
     assert all(torch.equal(loaded.state_dict[k], v) for k, v in exported.state_dict.items())
     with pytest.raises(FileExistsError):
         lora.save(exported, path)
