@@ -45,24 +45,72 @@ class PrepareReference(io.ComfyNode):
             "Heads and the temporal LoRA, and one single-frame latent per frame for the spatial LoRA.",
             inputs=[
                 io.Vae.Input("vae", tooltip="The Wan 2.1 VAE (wan_2.1_vae.safetensors)."),
-                io.Video.Input("video", optional=True, tooltip="Reference clip from core Load Video. Give this or 'images'."),
-                io.Image.Input("images", optional=True, tooltip="Reference frames as an IMAGE batch (e.g. VideoHelperSuite Load Video). Used when 'video' is not connected."),
-                io.Int.Input("width", default=512, min=16, max=2048, step=16, tooltip="Output width in pixels, a multiple of 16 (paper: 512)."),
-                io.Int.Input("height", default=512, min=16, max=2048, step=16, tooltip="Output height in pixels, a multiple of 16 (paper: 512)."),
-                io.Int.Input("frames", default=81, min=0, max=1025, step=4, tooltip="Frames to use, 4n+1 as Wan needs (81 = Wan's native 5 s at 16 fps; 0 = as many as the clip has, rounded down to 4n+1). Fewer frames need less memory."),
+                io.Video.Input(
+                    "video", optional=True, tooltip="Reference clip from core Load Video. Give this or 'images'."
+                ),
+                io.Image.Input(
+                    "images",
+                    optional=True,
+                    tooltip="Reference frames as an IMAGE batch (e.g. VideoHelperSuite Load Video). Used when 'video' is not connected.",
+                ),
+                io.Int.Input(
+                    "width",
+                    default=512,
+                    min=16,
+                    max=2048,
+                    step=16,
+                    tooltip="Output width in pixels, a multiple of 16 (paper: 512).",
+                ),
+                io.Int.Input(
+                    "height",
+                    default=512,
+                    min=16,
+                    max=2048,
+                    step=16,
+                    tooltip="Output height in pixels, a multiple of 16 (paper: 512).",
+                ),
+                io.Int.Input(
+                    "frames",
+                    default=81,
+                    min=0,
+                    max=1025,
+                    step=1,  # the frontend snaps INTs to min + k * step: with step 4 from 0, 4n+1 is unreachable
+                    tooltip="Frames to use, 4n+1 as Wan needs (81 = Wan's native 5 s at 16 fps; 0 = as many as the clip has, rounded down to 4n+1). Fewer frames need less memory.",
+                ),
                 io.Int.Input("start_frame", default=0, min=0, max=100000, tooltip="First frame of the clip to use."),
-                io.Int.Input("frame_step", default=1, min=1, max=16, tooltip="Use every N-th frame (2 halves a 30 fps clip to about Wan's 16 fps)."),
-                io.Combo.Input("resize_mode", options=["center crop", "stretch"], default="center crop", tooltip="center crop keeps the aspect ratio and cuts the sides; stretch fits the whole frame and distorts it."),
+                io.Int.Input(
+                    "frame_step",
+                    default=1,
+                    min=1,
+                    max=16,
+                    tooltip="Use every N-th frame (2 halves a 30 fps clip to about Wan's 16 fps).",
+                ),
+                io.Combo.Input(
+                    "resize_mode",
+                    options=["center crop", "stretch"],
+                    default="center crop",
+                    tooltip="center crop keeps the aspect ratio and cuts the sides; stretch fits the whole frame and distorts it.",
+                ),
             ],
             outputs=[
-                io.Latent.Output("video_latent", display_name="video_latent", tooltip="(1, 16, (frames-1)/4+1, height/8, width/8): the clip encoded as one video."),
-                io.Latent.Output("frame_latents", display_name="frame_latents", tooltip="(frames, 16, 1, height/8, width/8): every frame encoded alone, as an image latent, for the spatial LoRA."),
-                io.Image.Output("resized_frames", display_name="frames", tooltip="The resized frames that were encoded."),
+                io.Latent.Output(
+                    "video_latent",
+                    display_name="video_latent",
+                    tooltip="(1, 16, (frames-1)/4+1, height/8, width/8): the clip encoded as one video.",
+                ),
+                io.Latent.Output(
+                    "frame_latents",
+                    display_name="frame_latents",
+                    tooltip="(frames, 16, 1, height/8, width/8): every frame encoded alone, as an image latent, for the spatial LoRA.",
+                ),
+                io.Image.Output(
+                    "resized_frames", display_name="frames", tooltip="The resized frames that were encoded."
+                ),
             ],
         )
 
     @classmethod
-    def validate_inputs(cls, width, height, frames, **_):
+    def validate_inputs(cls, width, height, frames):  # no **kwargs: it turns off core's min/max checks
         for name, value in (("width", width), ("height", height)):
             if value % 16:
                 return f"{NODE}: {name} {value} is not a multiple of 16; use {value // 16 * 16 or 16} or {value // 16 * 16 + 16}"

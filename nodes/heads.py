@@ -36,18 +36,65 @@ class ClassifyHeads(io.ComfyNode):
             "or temporal (motion), paper Alg. 1. The spatial LoRA trains only spatial heads, the temporal LoRA only temporal ones.",
             inputs=[
                 io.Model.Input("model", tooltip="Wan 2.1 text-to-video model (1.3B or 14B)."),
-                io.Latent.Input("video_latent", tooltip="The reference clip's video latent from Prepare Reference (at least 2 latent frames)."),
-                io.Conditioning.Input("positive", tooltip="Caption of the reference clip (CLIPTextEncode with the Wan text encoder)."),
-                io.Float.Input("alpha", default=_DEFAULTS.alpha, min=0.01, max=100.0, step=0.05, tooltip="A head is temporal when Sim_spatial < alpha x Sim_temporal. Paper: 1.3 (set to balance the two kinds). Higher = more temporal heads."),
-                io.String.Input("sigmas", default=", ".join(str(s) for s in _DEFAULTS.sigmas), tooltip="Noise levels (0 = clean, 1 = pure noise) at which the reference is scored, comma separated; scores are averaged. The paper does not say; 0.5 is a middle step of sampling."),
-                io.Int.Input("num_queries", default=_DEFAULTS.num_queries, min=16, max=65536, tooltip="Query tokens sampled per head. Memory grows linearly with it; 1024 agrees with exact scores on the heads' type in our tests."),
-                io.Int.Input("band", default=_DEFAULTS.band, min=0, max=16, tooltip="Half-width in latent patches of the pseudo attention maps: a key counts as 'near' when its row and column are within this many patches of the query's."),
-                io.Int.Input("seed", default=_DEFAULTS.seed, min=0, max=2**31 - 1, tooltip="Seed of the query sampling and of the noise added to the reference."),
-                io.String.Input("overrides", default="", multiline=True, tooltip="Force heads by hand: layer.head=s or =t, separated by commas or lines, e.g. '0.3=t, 12.7=s'. Layers and heads count from 0."),
+                io.Latent.Input(
+                    "video_latent",
+                    tooltip="The reference clip's video latent from Prepare Reference (at least 2 latent frames).",
+                ),
+                io.Conditioning.Input(
+                    "positive", tooltip="Caption of the reference clip (CLIPTextEncode with the Wan text encoder)."
+                ),
+                io.Float.Input(
+                    "alpha",
+                    default=_DEFAULTS.alpha,
+                    min=0.01,
+                    max=100.0,
+                    step=0.05,
+                    tooltip="A head is temporal when Sim_spatial < alpha x Sim_temporal. Paper: 1.3 (set to balance the two kinds). Higher = more temporal heads.",
+                ),
+                io.String.Input(
+                    "sigmas",
+                    default=", ".join(str(s) for s in _DEFAULTS.sigmas),
+                    tooltip="Noise levels (0 = clean, 1 = pure noise) at which the reference is scored, comma separated; scores are averaged. The paper does not say; 0.5 is a middle step of sampling.",
+                ),
+                io.Int.Input(
+                    "num_queries",
+                    default=_DEFAULTS.num_queries,
+                    min=16,
+                    max=65536,
+                    tooltip="Query tokens sampled per head. Memory grows linearly with it; 1024 agrees with exact scores on the heads' type in our tests.",
+                ),
+                io.Int.Input(
+                    "band",
+                    default=_DEFAULTS.band,
+                    min=0,
+                    max=16,
+                    tooltip="Half-width in latent patches of the pseudo attention maps: a key counts as 'near' when its row and column are within this many patches of the query's.",
+                ),
+                io.Int.Input(
+                    "seed",
+                    default=_DEFAULTS.seed,
+                    min=0,
+                    max=2**31 - 1,
+                    tooltip="Seed of the query sampling and of the noise added to the reference.",
+                ),
+                io.String.Input(
+                    "overrides",
+                    default="",
+                    multiline=True,
+                    tooltip="Force heads by hand: layer.head=s or =t, separated by commas or lines, e.g. '0.3=t, 12.7=s'. Layers and heads count from 0.",
+                ),
             ],
             outputs=[
-                HeadMapType.Output("head_map", display_name="head_map", tooltip="Type and both scores of every head; connect to the LoRA training nodes."),
-                io.Image.Output("heat_map", display_name="heat_map", tooltip="Rows = layers, columns = heads; red temporal, blue spatial, brighter = clearer; white dot = overridden."),
+                HeadMapType.Output(
+                    "head_map",
+                    display_name="head_map",
+                    tooltip="Type and both scores of every head; connect to the LoRA training nodes.",
+                ),
+                io.Image.Output(
+                    "heat_map",
+                    display_name="heat_map",
+                    tooltip="Rows = layers, columns = heads; red temporal, blue spatial, brighter = clearer; white dot = overridden.",
+                ),
             ],
         )
 
@@ -55,11 +102,15 @@ class ClassifyHeads(io.ComfyNode):
     def execute(cls, model, video_latent, positive, alpha, sigmas, num_queries, band, seed, overrides):
         try:
             shape = wan_shape(model, NODE)
-            config = ClassifyConfig(alpha=alpha, sigmas=parse_sigmas(sigmas), num_queries=num_queries, band=band, seed=seed)
+            config = ClassifyConfig(
+                alpha=alpha, sigmas=parse_sigmas(sigmas), num_queries=num_queries, band=band, seed=seed
+            )
             context = context_of(positive, NODE)
             samples = video_latent["samples"]
             if samples.dim() != 5 or samples.shape[0] != 1 or samples.shape[2] < 2:
-                raise ValueError(f"expected a video latent (1, 16, T >= 2, H, W); got {tuple(samples.shape)}. Use Prepare Reference's video_latent")
+                raise ValueError(
+                    f"expected a video latent (1, 16, T >= 2, H, W); got {tuple(samples.shape)}. Use Prepare Reference's video_latent"
+                )
             parse_overrides(overrides, shape)
         except ValueError as error:
             raise node_error(NODE, error) from None
@@ -81,7 +132,9 @@ class SaveHeadMap(io.ComfyNode):
             is_output_node=True,
             inputs=[
                 HeadMapType.Input("head_map", tooltip="From Classify Heads or Load Head Map."),
-                io.String.Input("filename_prefix", default="FYM_head_map", tooltip="File name start; a counter is added."),
+                io.String.Input(
+                    "filename_prefix", default="FYM_head_map", tooltip="File name start; a counter is added."
+                ),
             ],
             outputs=[],
         )
@@ -112,9 +165,22 @@ class LoadHeadMap(io.ComfyNode):
             category=f"{CATEGORY}/utils",
             description=f"Reads a head map saved under output/{HEAD_MAP_FOLDER}/; can change alpha and force heads without re-scoring.",
             inputs=[
-                io.Combo.Input("file", options=head_map_files(), tooltip=f"A JSON file in output/{HEAD_MAP_FOLDER}/ (press R to refresh the list)."),
-                io.Float.Input("alpha", default=0.0, min=0.0, max=100.0, step=0.05, tooltip="New alpha for the saved scores; 0 keeps the saved one."),
-                io.String.Input("overrides", default="", multiline=True, tooltip="Extra forced heads, e.g. '0.3=t, 12.7=s'."),
+                io.Combo.Input(
+                    "file",
+                    options=head_map_files(),
+                    tooltip=f"A JSON file in output/{HEAD_MAP_FOLDER}/ (press R to refresh the list).",
+                ),
+                io.Float.Input(
+                    "alpha",
+                    default=0.0,
+                    min=0.0,
+                    max=100.0,
+                    step=0.05,
+                    tooltip="New alpha for the saved scores; 0 keeps the saved one.",
+                ),
+                io.String.Input(
+                    "overrides", default="", multiline=True, tooltip="Extra forced heads, e.g. '0.3=t, 12.7=s'."
+                ),
             ],
             outputs=[HeadMapType.Output("head_map", display_name="head_map", tooltip="The loaded head map.")],
         )

@@ -43,11 +43,25 @@ class ApplyMotionLoRA(io.ComfyNode):
             category=f"{CATEGORY}/apply",
             description="Patches a clone of a Wan 2.1 model with a motion LoRA through ComfyUI's own LoRA path; sample with stock KSampler.",
             inputs=[
-                io.Model.Input("model", tooltip="The base Wan 2.1 T2V model (without the spatial LoRA, so new subjects keep their own look)."),
+                io.Model.Input(
+                    "model",
+                    tooltip="The base Wan 2.1 T2V model (without the spatial LoRA, so new subjects keep their own look).",
+                ),
                 MotionLoRAType.Input("motion_lora", tooltip="From Temporal LoRA Train or Load Motion LoRA."),
-                io.Float.Input("strength", default=APPLY_STRENGTH, min=-4.0, max=4.0, step=0.05, tooltip="LoRA strength (paper: 0.5). Higher follows the reference motion more closely and may leak its appearance."),
+                io.Float.Input(
+                    "strength",
+                    default=APPLY_STRENGTH,
+                    min=-4.0,
+                    max=4.0,
+                    step=0.05,
+                    tooltip="LoRA strength (paper: 0.5). Higher follows the reference motion more closely and may leak its appearance.",
+                ),
             ],
-            outputs=[io.Model.Output("patched_model", display_name="model", tooltip="A patched clone; the input model is unchanged.")],
+            outputs=[
+                io.Model.Output(
+                    "patched_model", display_name="model", tooltip="A patched clone; the input model is unchanged."
+                )
+            ],
         )
 
     @classmethod
@@ -67,14 +81,20 @@ class SaveMotionLoRA(io.ComfyNode):
             is_output_node=True,
             inputs=[
                 MotionLoRAType.Input("motion_lora", tooltip="From a training node or Load Motion LoRA."),
-                io.String.Input("filename_prefix", default="loras/FYM_motion", tooltip="Path under output/ and file name start; a counter is added."),
+                io.String.Input(
+                    "filename_prefix",
+                    default="loras/FYM_motion",
+                    tooltip="Path under output/ and file name start; a counter is added.",
+                ),
             ],
             outputs=[],
         )
 
     @classmethod
     def execute(cls, motion_lora, filename_prefix):
-        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, folder_paths.get_output_directory())
+        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
+            filename_prefix, folder_paths.get_output_directory()
+        )
         while os.path.exists(path := os.path.join(folder, f"{name}_{counter:05}_.safetensors")):
             counter += 1
         fym.save(motion_lora, path)
@@ -91,8 +111,16 @@ class LoadMotionLoRA(io.ComfyNode):
             display_name="Load Motion LoRA (Follow-Your-Motion)",
             category=f"{CATEGORY}/apply",
             description="Reads a motion LoRA saved by Save Motion LoRA (models/loras or output/loras).",
-            inputs=[io.Combo.Input("lora_name", options=folder_paths.get_filename_list("loras"), tooltip="A file written by Save Motion LoRA (press R after saving to refresh the list).")],
-            outputs=[MotionLoRAType.Output("motion_lora", display_name="motion_lora", tooltip="The LoRA and its metadata.")],
+            inputs=[
+                io.Combo.Input(
+                    "lora_name",
+                    options=folder_paths.get_filename_list("loras"),
+                    tooltip="A file written by Save Motion LoRA (press R after saving to refresh the list).",
+                )
+            ],
+            outputs=[
+                MotionLoRAType.Output("motion_lora", display_name="motion_lora", tooltip="The LoRA and its metadata.")
+            ],
         )
 
     @classmethod

@@ -9,7 +9,7 @@ import comfy.utils
 from comfy_api.latest import io
 
 from ..fym.config import SPATIAL, TEMPORAL, TrainConfig
-from ..fym.train import check_stage_inputs, train_stage
+from ..fym.train import NonFiniteLoss, check_stage_inputs, train_stage
 from .lora import apply_motion_lora
 from .types import CATEGORY, HeadMapType, MotionLoRAType, context_of, node_error
 from .wan_host import training_host, wan_shape
@@ -24,15 +24,61 @@ def common_inputs(defaults: TrainConfig, latent_name: str, latent_tooltip: str) 
         io.Latent.Input(latent_name, tooltip=latent_tooltip),
         io.Conditioning.Input("positive", tooltip="Caption of the reference clip (CLIPTextEncode, Wan text encoder)."),
         HeadMapType.Input("head_map", tooltip="From Classify Heads: decides which heads get this LoRA."),
-        io.Int.Input("steps", default=defaults.steps, min=1, max=100000, tooltip=f"Optimizer steps (paper: {defaults.steps})."),
+        io.Int.Input(
+            "steps", default=defaults.steps, min=1, max=100000, tooltip=f"Optimizer steps (paper: {defaults.steps})."
+        ),
         io.Int.Input("rank", default=defaults.rank, min=1, max=512, tooltip="LoRA rank (paper: 128)."),
-        io.Float.Input("lora_alpha", default=defaults.alpha, min=0.01, max=1024.0, step=0.5, tooltip="LoRA alpha; the update is scaled by alpha / rank. The paper does not say; alpha = rank (scale 1) keeps the paper's learning rate meaningful. Stock ComfyUI training uses alpha 1."),
-        io.Float.Input("learning_rate", default=defaults.learning_rate, min=1e-8, max=1.0, step=1e-6, tooltip="AdamW learning rate (paper: 1e-5). Common LoRA practice is 1e-4; raise it if the loss does not move."),
-        io.Float.Input("weight_decay", default=defaults.weight_decay, min=0.0, max=10.0, step=0.01, tooltip=WEIGHT_DECAY_TIPS[defaults.weight_decay]),
-        io.Float.Input("timestep_shift", default=defaults.timestep_shift, min=0.1, max=20.0, step=0.1, tooltip="Shift of the training noise levels, as Wan samples them (Wan 2.1: 8.0, which favours high noise where motion forms). The paper does not say."),
-        io.Boolean.Input("gradient_checkpointing", default=defaults.gradient_checkpointing, tooltip="Recompute activations in the backward pass: much less memory, about a third slower. Turn on for 81 frames or 14B."),
-        io.Int.Input("log_every", default=defaults.log_every, min=1, max=10000, tooltip="Log the loss to the console, and check it is finite, every N steps."),
-        io.Int.Input("seed", default=defaults.seed, min=0, max=2**31 - 1, tooltip="Seed of frame choice, noise and noise levels. Same inputs and seed = same LoRA, so re-queueing reuses the cached result."),
+        io.Float.Input(
+            "lora_alpha",
+            default=defaults.alpha,
+            min=0.01,
+            max=1024.0,
+            step=0.5,
+            tooltip="LoRA alpha; the update is scaled by alpha / rank. The paper does not say; alpha = rank (scale 1) keeps the paper's learning rate meaningful. Stock ComfyUI training uses alpha 1.",
+        ),
+        io.Float.Input(
+            "learning_rate",
+            default=defaults.learning_rate,
+            min=1e-8,
+            max=1.0,
+            step=1e-6,
+            tooltip="AdamW learning rate (paper: 1e-5). Common LoRA practice is 1e-4; raise it if the loss does not move.",
+        ),
+        io.Float.Input(
+            "weight_decay",
+            default=defaults.weight_decay,
+            min=0.0,
+            max=10.0,
+            step=0.01,
+            tooltip=WEIGHT_DECAY_TIPS[defaults.weight_decay],
+        ),
+        io.Float.Input(
+            "timestep_shift",
+            default=defaults.timestep_shift,
+            min=0.1,
+            max=20.0,
+            step=0.1,
+            tooltip="Shift of the training noise levels, as Wan samples them (Wan 2.1: 8.0, which favours high noise where motion forms). The paper does not say.",
+        ),
+        io.Boolean.Input(
+            "gradient_checkpointing",
+            default=defaults.gradient_checkpointing,
+            tooltip="Recompute activations in the backward pass: much less memory, about a third slower. Turn on for 81 frames or 14B.",
+        ),
+        io.Int.Input(
+            "log_every",
+            default=defaults.log_every,
+            min=1,
+            max=10000,
+            tooltip="Log the loss to the console, and check it is finite, every N steps.",
+        ),
+        io.Int.Input(
+            "seed",
+            default=defaults.seed,
+            min=0,
+            max=2**31 - 1,
+            tooltip="Seed of frame choice, noise and noise levels. Same inputs and seed = same LoRA, so re-queueing reuses the cached result.",
+        ),
     ]
 
 
@@ -42,10 +88,24 @@ WEIGHT_DECAY_TIPS = {
 }
 
 OUTPUTS = [
-    io.Model.Output("trained_model", display_name="model", tooltip="The input model with this LoRA applied at strength 1 (for checking the reconstruction)."),
-    MotionLoRAType.Output("motion_lora", display_name="motion_lora", tooltip="The trained LoRA with its metadata; connect to Save Motion LoRA or Apply Motion LoRA."),
-    io.LossMap.Output("loss", display_name="loss", tooltip="Loss per step, in core's format (connect to Plot Loss Graph)."),
-    io.LoraModel.Output("lora", display_name="lora", tooltip="The LoRA weights in core's LORA_MODEL format (core Save LoRA Weights / Load LoRA Model)."),
+    io.Model.Output(
+        "trained_model",
+        display_name="model",
+        tooltip="The input model with this LoRA applied at strength 1 (for checking the reconstruction).",
+    ),
+    MotionLoRAType.Output(
+        "motion_lora",
+        display_name="motion_lora",
+        tooltip="The trained LoRA with its metadata; connect to Save Motion LoRA or Apply Motion LoRA.",
+    ),
+    io.LossMap.Output(
+        "loss", display_name="loss", tooltip="Loss per step, in core's format (connect to Plot Loss Graph)."
+    ),
+    io.LoraModel.Output(
+        "lora",
+        display_name="lora",
+        tooltip="The LoRA weights in core's LORA_MODEL format (core Save LoRA Weights / Load LoRA Model).",
+    ),
 ]
 
 
@@ -66,7 +126,7 @@ def run_training(node: str, stage: str, model, latent, positive, head_map, confi
                 host, stage, latents, context.clone().to(host.device), head_map, config,
                 on_step=lambda _: progress.update(1),
             )  # fmt: skip
-        except ValueError as error:
+        except (ValueError, NonFiniteLoss) as error:
             raise node_error(node, error) from None
     log.info("%s: %d steps, final loss %.5f", node, config.steps, result.losses[-1])
     trained = apply_motion_lora(model, result.lora, 1.0, node)
@@ -84,17 +144,44 @@ class SpatialLoRATrain(io.ComfyNode):
             category=f"{CATEGORY}/train",
             description="Stage 2: a LoRA on the spatial heads' q, k, v, o only, trained on single random frames, so it "
             "learns the reference's appearance without touching motion. Connect its model to Temporal LoRA Train.",
-            inputs=common_inputs(SPATIAL, "frame_latents", "Single-frame latents (frames, 16, 1, H, W) from Prepare Reference's frame_latents."),
+            inputs=common_inputs(
+                SPATIAL,
+                "frame_latents",
+                "Single-frame latents (frames, 16, 1, H, W) from Prepare Reference's frame_latents.",
+            ),
             outputs=OUTPUTS,
         )
 
     @classmethod
-    def execute(cls, model, frame_latents, positive, head_map, steps, rank, lora_alpha, learning_rate, weight_decay,
-                timestep_shift, gradient_checkpointing, log_every, seed):
+    def execute(
+        cls,
+        model,
+        frame_latents,
+        positive,
+        head_map,
+        steps,
+        rank,
+        lora_alpha,
+        learning_rate,
+        weight_decay,
+        timestep_shift,
+        gradient_checkpointing,
+        log_every,
+        seed,
+    ):
         try:
-            config = replace(SPATIAL, steps=steps, rank=rank, alpha=lora_alpha, learning_rate=learning_rate,
-                             weight_decay=weight_decay, timestep_shift=timestep_shift,
-                             gradient_checkpointing=gradient_checkpointing, log_every=log_every, seed=seed)
+            config = replace(
+                SPATIAL,
+                steps=steps,
+                rank=rank,
+                alpha=lora_alpha,
+                learning_rate=learning_rate,
+                weight_decay=weight_decay,
+                timestep_shift=timestep_shift,
+                gradient_checkpointing=gradient_checkpointing,
+                log_every=log_every,
+                seed=seed,
+            )
         except ValueError as error:
             raise node_error(cls.NAME, error) from None
         return run_training(cls.NAME, "spatial", model, frame_latents, positive, head_map, config)
@@ -111,26 +198,86 @@ class TemporalLoRATrain(io.ComfyNode):
             category=f"{CATEGORY}/train",
             description="Stage 3: a LoRA on the temporal heads only, on top of the frozen spatial LoRA, trained on sparse "
             "frames with adaptive RoPE and the motion loss. Its motion_lora is what you apply to new prompts.",
-            inputs=common_inputs(TEMPORAL, "video_latent", "The reference's video latent (1, 16, T, H, W) from Prepare Reference.") + [
-                io.Boolean.Input("sparse_sampling", default=TEMPORAL.sparse_sampling, tooltip="Train each step on frame_count latent frames frame_stride apart instead of all frames (paper: on; about 4x faster at 81 frames). Off = the paper's 'w/o sparse sampling' ablation."),
-                io.Int.Input("frame_stride", default=TEMPORAL.frame_stride, min=1, max=64, tooltip="Latent frames between sampled frames (paper: 5). One latent frame = 4 video frames."),
-                io.Int.Input("frame_count", default=TEMPORAL.frame_count, min=2, max=256, tooltip="Latent frames per step (paper: 16-17 of 81 video frames = 5 latent frames). Needs (count-1) x stride + 1 latent frames in the clip."),
-                io.Boolean.Input("adaptive_rope", default=TEMPORAL.adaptive_rope, tooltip="Sampled frames keep their full-clip temporal RoPE positions (paper eq. 2), so the LoRA learns motion at the full frame rate. Off = the 'w/o adaptive RoPE' ablation (positions 0, 1, 2, ...)."),
-                io.Float.Input("motion_loss_weight", default=TEMPORAL.motion_loss_weight, min=0.0, max=100.0, step=0.1, tooltip="Weight of the motion loss (1 - cosine of frame-to-frame differences, paper eq. 3; paper: 1). 0 = off."),
+            inputs=common_inputs(
+                TEMPORAL, "video_latent", "The reference's video latent (1, 16, T, H, W) from Prepare Reference."
+            )
+            + [
+                io.Boolean.Input(
+                    "sparse_sampling",
+                    default=TEMPORAL.sparse_sampling,
+                    tooltip="Train each step on frame_count latent frames frame_stride apart instead of all frames (paper: on; about 4x faster at 81 frames). Off = the paper's 'w/o sparse sampling' ablation.",
+                ),
+                io.Int.Input(
+                    "frame_stride",
+                    default=TEMPORAL.frame_stride,
+                    min=1,
+                    max=64,
+                    tooltip="Latent frames between sampled frames (paper: 5). One latent frame = 4 video frames.",
+                ),
+                io.Int.Input(
+                    "frame_count",
+                    default=TEMPORAL.frame_count,
+                    min=2,
+                    max=256,
+                    tooltip="Latent frames per step (paper: 16-17 of 81 video frames = 5 latent frames). Needs (count-1) x stride + 1 latent frames in the clip.",
+                ),
+                io.Boolean.Input(
+                    "adaptive_rope",
+                    default=TEMPORAL.adaptive_rope,
+                    tooltip="Sampled frames keep their full-clip temporal RoPE positions (paper eq. 2), so the LoRA learns motion at the full frame rate. Off = the 'w/o adaptive RoPE' ablation (positions 0, 1, 2, ...).",
+                ),
+                io.Float.Input(
+                    "motion_loss_weight",
+                    default=TEMPORAL.motion_loss_weight,
+                    min=0.0,
+                    max=100.0,
+                    step=0.1,
+                    tooltip="Weight of the motion loss (1 - cosine of frame-to-frame differences, paper eq. 3; paper: 1). 0 = off.",
+                ),
             ],
             outputs=OUTPUTS,
         )
 
     @classmethod
-    def execute(cls, model, video_latent, positive, head_map, steps, rank, lora_alpha, learning_rate, weight_decay,
-                timestep_shift, gradient_checkpointing, log_every, seed, sparse_sampling, frame_stride, frame_count,
-                adaptive_rope, motion_loss_weight):
+    def execute(
+        cls,
+        model,
+        video_latent,
+        positive,
+        head_map,
+        steps,
+        rank,
+        lora_alpha,
+        learning_rate,
+        weight_decay,
+        timestep_shift,
+        gradient_checkpointing,
+        log_every,
+        seed,
+        sparse_sampling,
+        frame_stride,
+        frame_count,
+        adaptive_rope,
+        motion_loss_weight,
+    ):
         try:
-            config = replace(TEMPORAL, steps=steps, rank=rank, alpha=lora_alpha, learning_rate=learning_rate,
-                             weight_decay=weight_decay, timestep_shift=timestep_shift,
-                             gradient_checkpointing=gradient_checkpointing, log_every=log_every, seed=seed,
-                             sparse_sampling=sparse_sampling, frame_stride=frame_stride, frame_count=frame_count,
-                             adaptive_rope=adaptive_rope, motion_loss_weight=motion_loss_weight)
+            config = replace(
+                TEMPORAL,
+                steps=steps,
+                rank=rank,
+                alpha=lora_alpha,
+                learning_rate=learning_rate,
+                weight_decay=weight_decay,
+                timestep_shift=timestep_shift,
+                gradient_checkpointing=gradient_checkpointing,
+                log_every=log_every,
+                seed=seed,
+                sparse_sampling=sparse_sampling,
+                frame_stride=frame_stride,
+                frame_count=frame_count,
+                adaptive_rope=adaptive_rope,
+                motion_loss_weight=motion_loss_weight,
+            )
         except ValueError as error:
             raise node_error(cls.NAME, error) from None
         return run_training(cls.NAME, "temporal", model, video_latent, positive, head_map, config)

@@ -100,7 +100,9 @@ class ComfyWan:
         with torch.no_grad():
             self.velocity(x_t, sigma, context, transformer_options={"optimized_attention_override": override})
         if calls[0] != 2 * self.shape.num_layers:
-            raise RuntimeError(f"expected {2 * self.shape.num_layers} attention calls in a Wan T2V forward, saw {calls[0]}")
+            raise RuntimeError(
+                f"expected {2 * self.shape.num_layers} attention calls in a Wan T2V forward, saw {calls[0]}"
+            )
 
     def attach(self, key: str, adapters: dict[tuple[int, str], nn.Module]) -> None:
         live = []
@@ -115,14 +117,18 @@ class ComfyWan:
         for module, adapter in self._attached.pop(key, []):
             module.weight_function = [f for f in module.weight_function if f is not adapter]
             name = next(n for n, f in self.patcher.weight_wrapper_patches.items() if adapter in f)
-            self.patcher.weight_wrapper_patches[name] = [f for f in self.patcher.weight_wrapper_patches[name] if f is not adapter]
+            self.patcher.weight_wrapper_patches[name] = [
+                f for f in self.patcher.weight_wrapper_patches[name] if f is not adapter
+            ]
 
     @contextlib.contextmanager
     def checkpointing(self, enabled: bool) -> Iterator[None]:
         blocks = list(self.diffusion_model.blocks) if enabled else []
         for block in blocks:
             stock = type(block).forward.__get__(block)
-            block.forward = lambda *a, _f=stock, **kw: torch.utils.checkpoint.checkpoint(_f, *a, use_reentrant=False, **kw)
+            block.forward = lambda *a, _f=stock, **kw: torch.utils.checkpoint.checkpoint(
+                _f, *a, use_reentrant=False, **kw
+            )
         try:
             yield
         finally:
@@ -139,6 +145,28 @@ class ComfyWan:
                 break
 
 
+def make_autograd_safe(module: nn.Module) -> None:
+    """Freeze every weight and replace inference tensors by normal copies (same values) in `module`.
+
+    ComfyUI loads and patches models under torch.inference_mode, and autograd refuses inference tensors on
+    the gradient path ("Inference tensors cannot be saved for backward"; setting .data is not enough: "do not
+    track version counter"), so each such Parameter or buffer is swapped for a clone made outside inference
+    mode. The module is shared with every clone of the MODEL; the values do not change, and ModelPatcher's
+    backups of patched weights still restore the originals. Costs one tensor of extra memory at a time, once.
+    """
+    for submodule in module.modules():
+        for name, param in list(submodule._parameters.items()):
+            if param is None:
+                continue
+            if param.is_inference():
+                submodule._parameters[name] = nn.Parameter(param.clone(), requires_grad=False)
+            else:
+                param.requires_grad_(False)
+        for name, buffer in list(submodule._buffers.items()):
+            if buffer is not None and buffer.is_inference():
+                submodule._buffers[name] = buffer.clone()
+
+
 @contextlib.contextmanager
 def training_host(model) -> Iterator[ComfyWan]:
     """A ComfyWan on a fully loaded clone of `model`, for training or scoring; always released."""
@@ -147,6 +175,7 @@ def training_host(model) -> Iterator[ComfyWan]:
     host = ComfyWan(patcher)
     try:
         with torch.inference_mode(False), torch.enable_grad():
+            make_autograd_safe(host.diffusion_model)
             yield host
     finally:
         host.release()

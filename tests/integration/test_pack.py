@@ -1,0 +1,501 @@
+"""Integration tests of the FollowYourMotion pack inside a real ComfyUI server (tiny CPU models).
+
+Every graph here trains for 2 steps on a 64x64, 9-frame clip (3 latent frames) with a 2-layer, 2-head Wan 2.1
+T2V model, so the whole file runs in a few minutes on two CPU cores.
+"""
+
+import copy
+import json
+import math
+import uuid
+from pathlib import Path
+
+import pytest
+
+from .comfy_server import TEST_CLIP_NAME, UNET_3LAYER_NAME, UNET_NAME, VAE_NAME, PromptRejected
+from .test_harness import load_saved_latent, random_conditioning
+from .workflow_api import ui_to_api, widget_inputs, widget_values
+
+WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "workflows").glob("*.json"))
+# The tiny model's random weights may put all four heads on one side; force two of each.
+TINY_OVERRIDES = "0.0=s, 0.1=t, 1.0=s, 1.1=t"
+
+
+@pytest.fixture(scope="module")
+def object_info(comfy):
+    return comfy.object_info()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+def execution_errors(entry: dict) -> list[dict]:
+    return [data for event, data in entry["status"]["messages"] if event == "execution_error"]
+
+
+def run_expecting_error(comfy, graph: dict) -> str:
+    """Queue a graph that must fail; returns the validation or execution error text."""
+    try:
+        entry = comfy.wait(comfy.queue(graph), timeout=300)
+    except PromptRejected as rejected:
+        return json.dumps(rejected.body)
+    assert entry["status"]["status_str"] == "error", "the graph was expected to fail"
+    errors = execution_errors(entry)
+    assert errors, entry["status"]
+    return "\n".join(f"{e['node_type']}: {e['exception_message']}" for e in errors)
+
+
+# -- graphs ------------------------------------------------------------------------------------------------
+
+
+def reference_nodes(width=64, height=64, frames=9, resize_mode="center crop") -> dict:
+    return {
+        "vae": {"class_type": "VAELoader", "inputs": {"vae_name": VAE_NAME}},
+        "video": {"class_type": "LoadVideo", "inputs": {"file": TEST_CLIP_NAME}},
+        "prep": {
+            "class_type": "FYM_PrepareReference",
+            "inputs": {
+                "vae": ["vae", 0],
+                "video": ["video", 0],
+                "width": width,
+                "height": height,
+                "frames": frames,
+                "start_frame": 0,
+                "frame_step": 1,
+                "resize_mode": resize_mode,
+            },
+        },
+    }
+
+
+def training_nodes(unet=UNET_NAME, seed=0, learning_rate=1e-2, temporal=True) -> dict:
+    """Prepare, classify, spatial (and temporal) training for 2 steps each, on the tiny model."""
+    graph = reference_nodes()
+    train = {
+        "steps": 2,
+        "rank": 8,
+        "lora_alpha": 8.0,
+        "learning_rate": learning_rate,
+        "timestep_shift": 8.0,
+        "gradient_checkpointing": False,
+        "log_every": 1,
+        "seed": seed,
+    }
+    graph.update(
+        {
+            "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": unet, "weight_dtype": "default"}},
+            "caption": random_conditioning(1),
+            "classify": {
+                "class_type": "FYM_ClassifyHeads",
+                "inputs": {
+                    "model": ["unet", 0],
+                    "video_latent": ["prep", 0],
+                    "positive": ["caption", 0],
+                    "alpha": 1.3,
+                    "sigmas": "0.5",
+                    "num_queries": 64,
+                    "band": 1,
+                    "seed": 0,
+                    "overrides": TINY_OVERRIDES,
+                },
+            },
+            "spatial": {
+                "class_type": "FYM_SpatialLoRATrain",
+                "inputs": {
+                    "model": ["unet", 0],
+                    "frame_latents": ["prep", 1],
+                    "positive": ["caption", 0],
+                    "head_map": ["classify", 0],
+                    "weight_decay": 0.1,
+                    **train,
+                },
+            },
+        }
+    )
+    if temporal:
+        graph["temporal"] = {
+            "class_type": "FYM_TemporalLoRATrain",
+            "inputs": {
+                "model": ["spatial", 0],
+                "video_latent": ["prep", 0],
+                "positive": ["caption", 0],
+                "head_map": ["classify", 0],
+                "weight_decay": 0.99,
+                **train,
+                "sparse_sampling": True,
+                "frame_stride": 1,
+                "frame_count": 3,
+                "adaptive_rope": True,
+                "motion_loss_weight": 1.0,
+            },
+        }
+    return graph
+
+
+def sampling_nodes(model: list, prefix: str, tag: str = "", seed: int = 7, cfg: float = 1.0, nonce: int = 0) -> dict:
+    """KSampler (2 steps) from `model` through ModelSamplingSD3, latent saved by FYMTest_LatentStats."""
+    return {
+        f"shift{tag}": {"class_type": "ModelSamplingSD3", "inputs": {"model": model, "shift": 8.0}},
+        f"pos{tag}": random_conditioning(11),
+        f"neg{tag}": random_conditioning(12),
+        f"empty{tag}": {
+            "class_type": "EmptyHunyuanLatentVideo",
+            "inputs": {"width": 64, "height": 64, "length": 9, "batch_size": 1},
+        },
+        f"nonce{tag}": {
+            "class_type": "FYMTest_LatentOp",
+            "inputs": {"latent": [f"empty{tag}", 0], "op": "identity", "nonce": nonce},
+        },
+        f"sample{tag}": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": [f"shift{tag}", 0],
+                "seed": seed,
+                "steps": 2,
+                "cfg": cfg,
+                "sampler_name": "euler",
+                "scheduler": "simple",
+                "positive": [f"pos{tag}", 0],
+                "negative": [f"neg{tag}", 0],
+                "latent_image": [f"nonce{tag}", 0],
+                "denoise": 1.0,
+            },
+        },
+        f"save{tag}": {
+            "class_type": "FYMTest_LatentStats",
+            "inputs": {"latent": [f"sample{tag}", 0], "filename_prefix": prefix},
+        },
+    }
+
+
+def saved_text(entry: dict, node_id: str) -> str:
+    return entry["outputs"][node_id]["text"][0]
+
+
+# -- workflows/*.json ----------------------------------------------------------------------------------------
+
+
+def tiny_world(api: dict, lora_name: str | None) -> dict:
+    """The shipped workflow with the tiny test models and clip, and short settings everywhere."""
+    api = copy.deepcopy(api)
+    replaced = {}
+    for node_id, node in list(api.items()):
+        kind, inputs = node["class_type"], node["inputs"]
+        if kind == "CLIPLoader":
+            del api[node_id]
+        elif kind == "CLIPTextEncode":
+            del api[node_id]
+            replaced[node_id] = f"{node_id}_random"
+            api[replaced[node_id]] = random_conditioning(int(node_id))
+        elif kind == "UNETLoader":
+            inputs["unet_name"] = UNET_NAME
+        elif kind == "VAELoader":
+            inputs["vae_name"] = VAE_NAME
+        elif kind == "LoadVideo":
+            inputs["file"] = TEST_CLIP_NAME
+        elif kind == "FYM_PrepareReference":
+            inputs.update(width=64, height=64, frames=9)
+        elif kind == "FYM_ClassifyHeads":
+            inputs.update(overrides=TINY_OVERRIDES, num_queries=64)
+        elif kind == "FYM_SpatialLoRATrain":
+            inputs.update(steps=2)
+        elif kind == "FYM_TemporalLoRATrain":
+            inputs.update(steps=2, frame_stride=1, frame_count=3)
+        elif kind == "KSampler":
+            inputs.update(steps=2)
+        elif kind == "EmptyHunyuanLatentVideo":
+            inputs.update(width=64, height=64, length=9)
+        elif kind == "FYM_LoadMotionLoRA":
+            assert lora_name, "a workflow loads a motion LoRA before any workflow saved one"
+            inputs["lora_name"] = lora_name
+    for node in api.values():
+        for name, value in node["inputs"].items():
+            if isinstance(value, list) and value[0] in replaced:
+                node["inputs"][name] = [replaced[value[0]], value[1]]
+    dangling = [
+        (node_id, name)
+        for node_id, node in api.items()
+        for name, value in node["inputs"].items()
+        if isinstance(value, list) and value[0] not in api
+    ]
+    assert not dangling, f"links to removed nodes: {dangling}"
+    return api
+
+
+FILE_COMBOS = {"unet_name", "clip_name", "vae_name", "file", "lora_name"}  # files the tiny world lacks
+
+
+def frontend_keeps(kind: str, options: dict, value) -> bool:
+    """Whether the frontend's widget would keep `value` when the user touches it: INT widgets snap to
+    min + k * step, FLOAT widgets round to their precision (frontend useIntWidget / useFloatWidget)."""
+    if kind == "INT":
+        step = options.get("step") or 1
+        offset = options.get("min", 0) % step
+        return value == math.floor((value - offset) / step + 0.5) * step + offset
+    if kind == "FLOAT":
+        step = options.get("step", 0.5)
+        precision = max(0, -math.floor(math.log10(step)))
+        unit = options.get("round") or (10.0**-precision if precision else None)
+        return unit is None or math.isclose(
+            value, round(math.floor(value / unit + 0.5) * unit, precision), rel_tol=1e-9
+        )
+    return True
+
+
+def test_workflow_files_are_ui_format(object_info):
+    assert [w.name for w in WORKFLOWS] == ["01-motion-transfer-full.json", "02-apply-motion-lora.json"]
+    for path in WORKFLOWS:
+        ui = json.loads(path.read_text())
+        assert ui["version"] == 0.4 and ui["extra"] == {} and ui["groups"]
+        assert ui["groups"][0]["title"] == "Step 1 - Load models"
+        assert ui["last_node_id"] == max(n["id"] for n in ui["nodes"])
+        assert ui["last_link_id"] == max(link[0] for link in ui["links"])
+        links = {link[0]: link for link in ui["links"]}
+        for node in ui["nodes"]:
+            for key in (
+                "id",
+                "type",
+                "pos",
+                "size",
+                "flags",
+                "order",
+                "mode",
+                "inputs",
+                "outputs",
+                "properties",
+                "widgets_values",
+            ):
+                assert key in node, (path.name, node["id"], key)
+            if node["type"] == "MarkdownNote":
+                continue
+            info = object_info[node["type"]]
+            assert node["properties"]["Node name for S&R"] == node["type"]
+            assert [o["name"] for o in node["outputs"]] == info["output_name"], (path.name, node["type"])
+            assert [o["type"] for o in node["outputs"]] == info["output"], (path.name, node["type"])
+            for slot, socket in enumerate(node["inputs"]):
+                if socket["link"] is not None:
+                    link = links[socket["link"]]
+                    assert link[3:5] == [node["id"], slot] and link[5] == socket["type"], (path.name, link)
+            for slot, output in enumerate(node["outputs"]):
+                assert output["slot_index"] == slot
+                for link_id in output["links"] or []:
+                    assert links[link_id][1:3] == [node["id"], slot], (path.name, links[link_id])
+            # every widget gets a value, and nothing is left over
+            values = widget_values(node, info)
+            widgets = widget_inputs(info)
+            assert list(values) == [name for name, _, _ in widgets], (path.name, node["type"], values)
+            for name, kind, options in widgets:
+                assert frontend_keeps(kind, options, values[name]), (path.name, node["type"], name, values[name])
+                choices = info["input"]["required" if name in info["input"]["required"] else "optional"][name][0]
+                choices = choices if isinstance(choices, list) else options.get("options", [])
+                if choices and name not in FILE_COMBOS:
+                    assert values[name] in choices, (path.name, node["type"], name, values[name])
+            if node["type"] in ("UNETLoader", "CLIPLoader", "VAELoader"):
+                (model,) = node["properties"]["models"]
+                assert model["name"] == node["widgets_values"][0]
+                assert model["url"].startswith("https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/")
+
+
+def test_workflows_run(comfy, object_info):
+    """Every shipped workflow, converted to API format and shrunk to the tiny world, runs to the end."""
+    output = Path(comfy.output_dir)
+    lora_name = None
+    for path in WORKFLOWS:
+        api = tiny_world(ui_to_api(json.loads(path.read_text()), object_info), lora_name)
+        entry = comfy.run(api, timeout=600)
+        for node_id, node in api.items():
+            if node["class_type"] == "SaveVideo":
+                (saved,) = entry["outputs"][node_id]["images"]
+                video = output / saved["subfolder"] / saved["filename"]
+                assert video.is_file() and video.stat().st_size > 0, (path.name, video)
+            if node["class_type"] == "FYM_SaveMotionLoRA":
+                relative = saved_text(entry, node_id)
+                assert relative.startswith("loras/") and relative.endswith(".safetensors"), relative
+                assert (output / relative).is_file(), (path.name, relative)
+                lora_name = relative.removeprefix("loras/")
+            if node["class_type"] in ("LossGraphNode", "PreviewImage"):
+                assert entry["outputs"][node_id]["images"], (path.name, node["class_type"])
+
+
+# -- LoRA equivalence and model hygiene -------------------------------------------------------------------------
+
+
+def test_lora_matches_stock_loader(comfy):
+    """A motion LoRA applied by FYM_ApplyMotionLoRA and the same file through core LoraLoaderModelOnly give the
+    same samples, and core loads every key of the file."""
+    import torch
+
+    prefix = unique("fym_match")
+    graph = training_nodes(seed=3)
+    graph["save_lora"] = {
+        "class_type": "FYM_SaveMotionLoRA",
+        "inputs": {"motion_lora": ["temporal", 1], "filename_prefix": f"loras/{prefix}"},
+    }
+    entry = comfy.run(graph, timeout=600)
+    lora_name = saved_text(entry, "save_lora").removeprefix("loras/")
+
+    log_start = comfy.log_path.stat().st_size
+    graph.pop("save_lora")
+    graph.update(
+        {
+            "apply": {
+                "class_type": "FYM_ApplyMotionLoRA",
+                "inputs": {"model": ["unet", 0], "motion_lora": ["temporal", 1], "strength": 0.5},
+            },
+            "stock": {
+                "class_type": "LoraLoaderModelOnly",
+                "inputs": {"model": ["unet", 0], "lora_name": lora_name, "strength_model": 0.5},
+            },
+        }
+    )
+    graph.update(sampling_nodes(["apply", 0], prefix, "_fym"))
+    graph.update(sampling_nodes(["stock", 0], prefix, "_stock"))
+    graph.update(sampling_nodes(["unet", 0], prefix, "_base"))
+    entry = comfy.run(graph, timeout=600)
+    cached = next(data["nodes"] for event, data in entry["status"]["messages"] if event == "execution_cached")
+    assert "temporal" in cached, "the LoRA was trained again instead of reusing the cached one"
+
+    fym = load_saved_latent(entry, "save_fym")
+    stock = load_saved_latent(entry, "save_stock")
+    base = load_saved_latent(entry, "save_base")
+    assert torch.isfinite(fym).all()
+    assert torch.allclose(fym, stock, rtol=1e-5, atol=1e-6), (fym - stock).abs().max()
+    assert not torch.allclose(fym, base, rtol=1e-4, atol=1e-5), "the LoRA changed nothing; the test proves nothing"
+
+    log = comfy.log_path.read_bytes()[log_start:].decode(errors="replace")
+    assert "lora key not loaded" not in log.lower(), log
+
+
+def test_model_unpatched_after_training(comfy):
+    """Training (and a training run that fails midway) leaves the shared base model as it was: the same seed
+    samples the same latent before and after."""
+    import torch
+
+    prefix = unique("fym_unpatched")
+
+    def sample(nonce):
+        entry = comfy.run(
+            {
+                "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": UNET_NAME, "weight_dtype": "default"}},
+                **sampling_nodes(["unet", 0], prefix, nonce=nonce, cfg=3.0),
+            },
+            timeout=300,
+        )
+        cached = next(data["nodes"] for event, data in entry["status"]["messages"] if event == "execution_cached")
+        assert "sample" not in cached
+        return load_saved_latent(entry, "save"), cached
+
+    before, _ = sample(nonce=1)
+
+    graph = training_nodes(seed=5, learning_rate=0.5)
+    graph["loss"] = {"class_type": "LossGraphNode", "inputs": {"loss": ["temporal", 2], "filename_prefix": prefix}}
+    comfy.run(graph, timeout=600)
+    after_training, cached = sample(nonce=2)
+    assert "unet" in cached, "the base model was reloaded, so this does not test the shared model"
+
+    failing = training_nodes(seed=6, learning_rate=0.5, temporal=False)
+    failing["poison"] = {"class_type": "FYMTest_LatentOp", "inputs": {"latent": ["prep", 1], "op": "nan", "nonce": 0}}
+    failing["spatial"]["inputs"]["frame_latents"] = ["poison", 0]
+    failing["loss"] = {"class_type": "LossGraphNode", "inputs": {"loss": ["spatial", 2], "filename_prefix": prefix}}
+    message = run_expecting_error(comfy, failing)
+    assert "FYM Spatial LoRA Train" in message and "nan" in message.lower(), message
+    after_failure, cached = sample(nonce=3)
+    assert "unet" in cached
+
+    assert torch.equal(before, after_training), (before - after_training).abs().max()
+    assert torch.equal(before, after_failure), (before - after_failure).abs().max()
+
+
+# -- errors -------------------------------------------------------------------------------------------------------
+
+
+def test_bad_inputs_width_not_multiple_of_16(comfy):
+    graph = reference_nodes(width=500)
+    graph["save"] = {
+        "class_type": "FYMTest_LatentStats",
+        "inputs": {"latent": ["prep", 0], "filename_prefix": "fym_bad_width"},
+    }
+    message = run_expecting_error(comfy, graph)
+    assert "FYM Prepare Reference" in message and "multiple of 16" in message, message
+
+
+def test_bad_inputs_core_range_checks_still_apply(comfy):
+    """Prepare Reference's own validation must not switch off core's min/max checks (a validate_inputs taking
+    **kwargs does). Core 0.3.64 does not check V3 combo values at all, so resize_mode is not tested."""
+    graph = reference_nodes()
+    graph["prep"]["inputs"].update(frame_step=0)
+    graph["save"] = {
+        "class_type": "FYMTest_LatentStats",
+        "inputs": {"latent": ["prep", 0], "filename_prefix": "fym_bad_step"},
+    }
+    with pytest.raises(PromptRejected) as rejected:
+        comfy.queue(graph)
+    errors = {e["type"]: e for e in rejected.value.body["node_errors"]["prep"]["errors"]}
+    assert errors["value_smaller_than_min"]["extra_info"]["input_name"] == "frame_step"
+
+
+def test_bad_inputs_temporal_window_longer_than_clip(comfy):
+    graph = training_nodes(seed=0)
+    graph["temporal"]["inputs"].update(frame_stride=5, frame_count=5)
+    graph["loss"] = {
+        "class_type": "LossGraphNode",
+        "inputs": {"loss": ["temporal", 2], "filename_prefix": "fym_bad_window"},
+    }
+    message = run_expecting_error(comfy, graph)
+    assert "FYM Temporal LoRA Train" in message, message
+    assert "lower frame_count or frame_stride" in message, message
+
+
+def test_bad_inputs_load_motion_lora_on_other_lora(comfy, comfy_models):
+    import torch
+    from safetensors.torch import save_file
+
+    name = f"{unique('not_a_motion_lora')}.safetensors"
+    save_file(
+        {
+            "diffusion_model.blocks.0.self_attn.q.lora_up.weight": torch.zeros(256, 4),
+            "diffusion_model.blocks.0.self_attn.q.lora_down.weight": torch.zeros(4, 256),
+        },
+        str(comfy_models.loras_dir / name),
+    )
+    graph = {
+        "load": {"class_type": "FYM_LoadMotionLoRA", "inputs": {"lora_name": name}},
+        "save": {
+            "class_type": "FYM_SaveMotionLoRA",
+            "inputs": {"motion_lora": ["load", 0], "filename_prefix": "loras/fym_never_written"},
+        },
+    }
+    message = run_expecting_error(comfy, graph)
+    assert "FYM Load Motion LoRA" in message and "not a Follow-Your-Motion motion LoRA" in message, message
+
+
+def test_bad_inputs_head_map_from_another_model(comfy):
+    graph = training_nodes(seed=0, temporal=False)
+    graph["unet3"] = {"class_type": "UNETLoader", "inputs": {"unet_name": UNET_3LAYER_NAME, "weight_dtype": "default"}}
+    graph["spatial"]["inputs"]["model"] = ["unet3", 0]  # head map classified on the 2-layer model
+    graph["loss"] = {
+        "class_type": "LossGraphNode",
+        "inputs": {"loss": ["spatial", 2], "filename_prefix": "fym_bad_head_map"},
+    }
+    message = run_expecting_error(comfy, graph)
+    assert "FYM Spatial LoRA Train" in message and "head map" in message, message
+
+
+# -- caching ---------------------------------------------------------------------------------------------------------
+
+
+def test_prepare_cached(comfy):
+    """Queueing the same Prepare Reference twice encodes once: the second run lists it as cached."""
+    import torch
+
+    graph = reference_nodes(resize_mode="stretch", frames=5)  # settings no other test uses
+    graph["save"] = {
+        "class_type": "FYMTest_LatentStats",
+        "inputs": {"latent": ["prep", 1], "filename_prefix": unique("fym_cached")},
+    }
+    runs = [comfy.run(graph, timeout=300) for _ in range(2)]
+    cached = [next(d["nodes"] for e, d in run["status"]["messages"] if e == "execution_cached") for run in runs]
+    assert "prep" not in cached[0]
+    assert "prep" in cached[1]
+    assert tuple(torch.load(saved_text(runs[0], "save"), weights_only=True).shape) == (5, 16, 1, 8, 8)
