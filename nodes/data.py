@@ -9,6 +9,7 @@ from comfy_api.latest import io
 from .types import CATEGORY
 
 NODE = "FYM Prepare Reference"
+RESIZE_MODES = ("center crop", "stretch")
 
 
 def select_frames(images: torch.Tensor, frames: int, start_frame: int, frame_step: int) -> torch.Tensor:
@@ -87,7 +88,7 @@ class PrepareReference(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "resize_mode",
-                    options=["center crop", "stretch"],
+                    options=list(RESIZE_MODES),
                     default="center crop",
                     tooltip="center crop keeps the aspect ratio and cuts the sides; stretch fits the whole frame and distorts it.",
                 ),
@@ -110,7 +111,9 @@ class PrepareReference(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, width, height, frames):  # no **kwargs: it turns off core's min/max checks
+    def validate_inputs(cls, width, height, frames, resize_mode):  # no **kwargs: it turns off core's min/max checks
+        if resize_mode not in RESIZE_MODES:
+            return f"{NODE}: resize_mode must be one of {', '.join(RESIZE_MODES)}; got {resize_mode!r}"
         for name, value in (("width", width), ("height", height)):
             if value % 16:
                 return f"{NODE}: {name} {value} is not a multiple of 16; use {value // 16 * 16 or 16} or {value // 16 * 16 + 16}"
@@ -124,7 +127,7 @@ class PrepareReference(io.ComfyNode):
             images = video.get_components().images
         if images is None:
             raise ValueError(f"{NODE}: connect a reference clip to 'video' (core Load Video) or 'images'")
-        message = cls.validate_inputs(width, height, frames)
+        message = cls.validate_inputs(width, height, frames, resize_mode)
         if message is not True:
             raise ValueError(message)
         clip = resize(select_frames(images, frames, start_frame, frame_step), width, height, resize_mode)

@@ -75,6 +75,7 @@ class ClassifyHeads(io.ComfyNode):
                     default=_DEFAULTS.seed,
                     min=0,
                     max=2**31 - 1,
+                    control_after_generate=False,  # re-queueing reuses the cached map instead of re-scoring
                     tooltip="Seed of the query sampling and of the noise added to the reference.",
                 ),
                 io.String.Input(

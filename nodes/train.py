@@ -77,6 +77,7 @@ def common_inputs(defaults: TrainConfig, latent_name: str, latent_tooltip: str) 
             default=defaults.seed,
             min=0,
             max=2**31 - 1,
+            control_after_generate=False,  # re-queueing must reuse the cached result, not retrain
             tooltip="Seed of frame choice, noise and noise levels. Same inputs and seed = same LoRA, so re-queueing reuses the cached result.",
         ),
     ]
