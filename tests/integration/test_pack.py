@@ -499,3 +499,63 @@ def test_prepare_cached(comfy):
     assert "prep" not in cached[0]
     assert "prep" in cached[1]
     assert tuple(torch.load(saved_text(runs[0], "save"), weights_only=True).shape) == (5, 16, 1, 8, 8)
+
+
+# -- defaults and cancel -------------------------------------------------------------------------------------------
+
+
+def test_widget_defaults_are_the_fym_config_defaults(object_info):
+    """One source of truth: what a user gets when dropping a node is fym.config's value."""
+    from fym.config import APPLY_STRENGTH, SPATIAL, TEMPORAL, ClassifyConfig
+
+    def defaults(node_id):
+        inputs = object_info[node_id]["input"]
+        return {name: spec[1].get("default") for part in inputs.values() for name, spec in part.items()
+                if isinstance(spec, list) and len(spec) > 1 and isinstance(spec[1], dict)}  # fmt: skip
+
+    trained = {"steps": "steps", "rank": "rank", "lora_alpha": "alpha", "learning_rate": "learning_rate",
+               "weight_decay": "weight_decay", "timestep_shift": "timestep_shift", "log_every": "log_every",
+               "gradient_checkpointing": "gradient_checkpointing", "seed": "seed"}  # fmt: skip
+    temporal_only = ["sparse_sampling", "frame_stride", "frame_count", "adaptive_rope", "motion_loss_weight"]
+    for node_id, config, extra in (
+        ("FYM_SpatialLoRATrain", SPATIAL, []),
+        ("FYM_TemporalLoRATrain", TEMPORAL, temporal_only),
+    ):
+        shown = defaults(node_id)
+        for widget, field in {**trained, **{name: name for name in extra}}.items():
+            assert shown[widget] == getattr(config, field), (node_id, widget)
+    classify = defaults("FYM_ClassifyHeads")
+    config = ClassifyConfig()
+    assert (classify["alpha"], classify["num_queries"], classify["band"], classify["seed"]) == (
+        config.alpha, config.num_queries, config.band, config.seed)  # fmt: skip
+    assert defaults("FYM_ApplyMotionLoRA")["strength"] == APPLY_STRENGTH
+
+
+def test_cancel_during_training_saves_nothing_and_leaves_the_model_unpatched(comfy):
+    import time
+
+    import torch
+
+    prefix = unique("fym_cancel")
+    base = {"unet": {"class_type": "UNETLoader", "inputs": {"unet_name": UNET_NAME, "weight_dtype": "default"}}}
+    before = load_saved_latent(comfy.run({**base, **sampling_nodes(["unet", 0], prefix, nonce=11)}), "save")
+
+    graph = training_nodes(seed=9, temporal=False)
+    graph["spatial"]["inputs"]["steps"] = 100000  # far longer than the test waits
+    graph["save_lora"] = {
+        "class_type": "FYM_SaveMotionLoRA",
+        "inputs": {"motion_lora": ["spatial", 1], "filename_prefix": f"loras/{prefix}"},
+    }
+    log_start = comfy.log_path.stat().st_size
+    prompt_id = comfy.queue(graph)
+    deadline = time.monotonic() + 180
+    while "spatial LoRA step" not in comfy.log_path.read_bytes()[log_start:].decode(errors="replace"):
+        assert time.monotonic() < deadline, "training never started"
+        time.sleep(0.5)  # fym logs every step here (log_every 1): the loop is running
+    comfy._request("POST", "/interrupt", {})
+    entry = comfy.wait(prompt_id, timeout=120)
+    events = [event for event, _ in entry["status"]["messages"]]
+    assert "execution_interrupted" in events, events
+    assert not list((comfy.output_dir / "loras").glob(f"{prefix}*")), "a cancelled run saved a LoRA"
+    after = load_saved_latent(comfy.run({**base, **sampling_nodes(["unet", 0], prefix, nonce=12)}), "save")
+    assert torch.equal(before, after), (before - after).abs().max()
