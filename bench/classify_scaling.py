@@ -60,8 +60,13 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1024)
     parser.add_argument("--exact-max-gb", type=float, default=8.0)
     parser.add_argument("--child", nargs=3, metavar=("METHOD", "FRAMES", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     args = parser.parse_args()
     if args.child:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         method, frames, seed = args.child[0], int(args.child[1]), int(args.child[2])
         print(json.dumps(measure(method, frames, args.side, args.heads, args.queries, seed)))
         return
@@ -78,7 +83,7 @@ def main() -> None:
                 continue
             out = subprocess.run(
                 [sys.executable, __file__, "--side", str(args.side), "--heads", str(args.heads), "--queries",
-                 str(args.queries), "--child", method, str(frames), "0"],
+                 str(args.queries), "--threads", str(args.threads), "--child", method, str(frames), "0"],
                 capture_output=True, text=True, check=True,
             )  # fmt: skip
             row[method] = json.loads(out.stdout.strip().splitlines()[-1])

@@ -48,7 +48,10 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=512)
     parser.add_argument("--steps", type=int, default=6, help="timed steps per case (one more is warm-up)")
     parser.add_argument("--checkpointing", choices=["both", "on", "off"], default="both")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from diffusers import WanTransformer3DModel
 
     device = torch.device(args.device)

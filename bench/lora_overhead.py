@@ -31,7 +31,10 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--latent-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     model = tiny_wan(num_layers=args.layers, num_heads=args.heads, head_dim=128, ffn_dim=4 * 128 * args.heads,
                      text_dim=512).to(device)

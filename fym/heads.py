@@ -43,7 +43,7 @@ def head_scores(
     grid: tuple[int, int, int],
     band: int,
     queries: torch.Tensor | None = None,
-    key_chunk: int = 4096,
+    key_chunk: int = 1024,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sim_s and Sim_t of every head, streamed over keys.
 

@@ -1,0 +1,304 @@
+"""MotionBench-mini: does Follow-Your-Motion's motion transfer work? Measured on a CPU, in one command.
+
+    python bench/motionbench_mini.py            # 8 reference clips x 1 seed, about 25 minutes on one thread
+    python bench/motionbench_mini.py --seeds 2  # x 2 seeds
+
+Needs bench/motionbench/motionbench_wan.safetensors (python -m bench.motionbench.pretrain). For every reference
+clip of bench.motionbench.world.reference_clips (4 categories x 2, motions the model never saw) and seed, each
+variant below tunes LoRAs on the reference with the same step budget, then the temporal LoRA alone is merged
+into the base model at a strength and the target caption (same scene, new object colours and shapes) is sampled
+from the same noise:
+
+- full:            classify_heads -> spatial LoRA (spatial heads) -> temporal LoRA (temporal heads; sparse
+                   frames, adaptive RoPE, motion loss), the method as in fym;
+- naive LoRA:      the same two stages with every head trained in both (the paper's "w/o STD LoRA");
+- w/o adaptive RoPE: sparse frames at stock positions 0..count-1;
+- w/o sparse:      the temporal stage on all frames;
+- w/o motion loss: motion_loss_weight 0;
+- base:            no LoRA (the floor);
+- oracle:          the reference motion re-rendered with the target appearance (the ceiling of every metric).
+
+Results (mean, std over clips x seeds, per strength) go to bench/results/motionbench_mini.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import replace
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.common import RESULTS, environment  # noqa: E402
+from bench.motionbench import metrics, model, world  # noqa: E402
+from bench.motionbench.pretrain import SHIFT  # noqa: E402
+from bench.motionbench.sample import merged, sample  # noqa: E402
+from fym.config import SPATIAL, TEMPORAL, ClassifyConfig  # noqa: E402
+from fym.diffusers_host import DiffusersWan  # noqa: E402
+from fym.heads import HeadMap, classify_heads  # noqa: E402
+from fym.train import train_stage  # noqa: E402
+
+VARIANTS = ("full", "naive_lora", "no_adaptive_rope", "no_sparse", "no_motion_loss", "base", "oracle")
+METRICS = ("motion_fidelity", "track_error", "appearance", "leakage", "temporal_consistency", "found")
+HIGHER_IS_BETTER = {"motion_fidelity": True, "track_error": False, "appearance": True, "leakage": False,
+                    "temporal_consistency": True, "found": True, "tune_s": False, "act_mib": False}  # fmt: skip
+
+
+class SavedTensors:
+    """Peak bytes that autograd keeps for backward within one training step (the activation memory that
+    sparse sampling is meant to cut), counted once per storage. Deterministic, unlike CPU RSS."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._step_bytes = 0
+        self._seen: set[int] = set()
+
+    def pack(self, tensor: torch.Tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in self._seen:
+            self._seen.add(storage.data_ptr())
+            self._step_bytes += storage.nbytes()
+        return tensor
+
+    def on_step(self, _step: int) -> None:
+        self.peak = max(self.peak, self._step_bytes)
+        self._step_bytes, self._seen = 0, set()
+
+    @property
+    def mib(self) -> float:
+        return self.peak / 2**20
+
+
+def all_heads(head_map: HeadMap, kind: str) -> HeadMap:
+    """The head map with every head forced to `kind` (naive LoRA: all heads in a stage)."""
+    shape = head_map.shape
+    overrides = ", ".join(f"{i}.{h}={kind[0]}" for i in range(shape.num_layers) for h in range(shape.num_heads))
+    return head_map.with_changes(overrides=overrides)
+
+
+def balanced(head_map: HeadMap) -> tuple[HeadMap, bool]:
+    """The head map, or (if one kind got no head) a split by score margin so both stages have heads."""
+    if head_map.heads("spatial") and head_map.heads("temporal"):
+        return head_map, False
+    shape = head_map.shape
+    ranked = sorted(
+        (head_map.sim_spatial[i][h] / max(head_map.sim_temporal[i][h], 1e-8), i, h)
+        for i in range(shape.num_layers) for h in range(shape.num_heads)
+    )  # fmt: skip
+    half = len(ranked) // 2
+    overrides = ", ".join(f"{i}.{h}={'t' if n < half else 's'}" for n, (_, i, h) in enumerate(ranked))
+    return head_map.with_changes(overrides=overrides), True
+
+
+def stage_configs(args) -> dict:
+    """Spatial and per-variant temporal TrainConfigs (the fym defaults, with the bench's steps/lr/rank)."""
+    common = dict(rank=args.rank, alpha=float(args.rank), learning_rate=args.lr, timestep_shift=SHIFT,
+                  log_every=10**6)  # fmt: skip
+    spatial = replace(SPATIAL, steps=args.spatial_steps, **common)
+    temporal = replace(TEMPORAL, steps=args.temporal_steps, frame_stride=args.stride, frame_count=args.count, **common)
+    return {
+        "spatial": spatial,
+        "full": temporal,
+        "naive_lora": temporal,
+        "no_adaptive_rope": replace(temporal, adaptive_rope=False),
+        "no_sparse": replace(temporal, sparse_sampling=False),
+        "no_motion_loss": replace(temporal, motion_loss_weight=0.0),
+    }
+
+
+def timed_stage(host, stage, latents, context, head_map, config):
+    """train_stage (adapters removed afterwards, kept in the result) with its wall time (s) and the peak
+    memory autograd saves for backward in one step (MiB)."""
+    memory = SavedTensors()
+    with torch.autograd.graph.saved_tensors_hooks(memory.pack, lambda tensor: tensor):
+        started = time.perf_counter()
+        result = train_stage(host, stage, latents, context, head_map, config, on_step=memory.on_step)
+        seconds = time.perf_counter() - started
+    return result, seconds, memory.mib
+
+
+def run_clip(host, name, clip, targets, seed, configs, args) -> dict:
+    """Every variant on one (clip, seed): {variant: {"tune_s", "act_mib", strength: metrics}}."""
+    reference = world.render(clip)[None]  # (1, 16, T, H, W)
+    context = world.caption(clip)[None]
+    target_context = world.caption(clip.with_appearances(targets))[None]
+    frames = reference[0].transpose(0, 1).unsqueeze(2)  # (T, 16, 1, H, W) single-frame latents
+    noise = torch.randn(reference.shape, generator=torch.Generator().manual_seed(10_000 + seed))
+    classify = ClassifyConfig(num_queries=256, seed=seed)
+    head_map, forced = balanced(classify_heads(host, reference, context, classify))
+    spatial_cfg = replace(configs["spatial"], seed=seed)
+    out = {"heads": {"spatial": head_map.count("spatial"), "temporal": head_map.count("temporal"),
+                     "forced_split": forced}}  # fmt: skip
+
+    def generate(loras):
+        with merged(host, loras):
+            video = sample(host, target_context, seed, args.sample_steps, args.cfg, noise=noise)[0]
+        return metrics.evaluate(video, clip, targets), video
+
+    spatial_runs = {}
+    for variant in VARIANTS[:5]:
+        maps = (all_heads(head_map, "spatial"), all_heads(head_map, "temporal")) if variant == "naive_lora" else (
+            head_map, head_map)  # fmt: skip
+        key = "naive" if variant == "naive_lora" else "decoupled"
+        if key not in spatial_runs:  # the four decoupled variants share one spatial LoRA
+            spatial_runs[key] = timed_stage(host, "spatial", frames, context, maps[0], spatial_cfg)
+        spatial, spatial_s, spatial_mib = spatial_runs[key]
+        host.attach("fym_spatial", spatial.adapters)
+        try:
+            temporal, temporal_s, temporal_mib = timed_stage(
+                host, "temporal", reference, context, maps[1], replace(configs[variant], seed=seed)
+            )
+        finally:
+            host.detach("fym_spatial")
+        result = {"tune_s": spatial_s + temporal_s, "temporal_s": temporal_s,
+                  "act_mib": max(spatial_mib, temporal_mib)}  # fmt: skip
+        for strength in args.strengths:
+            result[str(strength)], video = generate([(temporal.lora, strength)])
+            if args.strips and strength == args.strengths[0]:
+                metrics.save_strip(video, os.path.join(args.strips, f"{name}_s{seed}_{variant}.png"), 6)
+        out[variant] = result
+        print(f"  {name} seed {seed} {variant:17s} tune {result['tune_s']:6.1f}s  " + "  ".join(
+            f"@{s}: MF {result[str(s)]['motion_fidelity']:.3f} err {result[str(s)]['track_error']:.2f} "
+            f"app {result[str(s)]['appearance']:.2f} leak {result[str(s)]['leakage']:.2f}" for s in args.strengths
+        ), flush=True)  # fmt: skip
+    base, video = generate([])
+    out["base"] = {"tune_s": 0.0, "act_mib": 0.0, **{str(s): base for s in args.strengths}}
+    target_video = world.render(clip.with_appearances(targets))
+    oracle = metrics.evaluate(target_video, clip, targets)
+    out["oracle"] = {"tune_s": 0.0, "act_mib": 0.0, **{str(s): oracle for s in args.strengths}}
+    if args.strips:
+        metrics.save_strip(video, os.path.join(args.strips, f"{name}_s{seed}_base.png"), 6)
+        metrics.save_strip(reference[0], os.path.join(args.strips, f"{name}_reference.png"), 6)
+    print(f"  {name} seed {seed} base  MF {base['motion_fidelity']:.3f} err {base['track_error']:.2f} "
+          f"app {base['appearance']:.2f}", flush=True)  # fmt: skip
+    return out
+
+
+def summarise(runs: list[dict], strengths: list[float]) -> dict:
+    """{strength: {variant: {metric: {"mean", "std"}}}} over every (clip, seed) run."""
+    summary = {}
+    for strength in strengths:
+        table = {}
+        for variant in VARIANTS:
+            row = {}
+            for metric in METRICS:
+                values = [r["result"][variant][str(strength)][metric] for r in runs]
+                row[metric] = {"mean": statistics.fmean(values), "std": statistics.pstdev(values)}
+            for metric in ("tune_s", "act_mib"):
+                values = [r["result"][variant][metric] for r in runs]
+                row[metric] = {"mean": statistics.fmean(values), "std": statistics.pstdev(values)}
+            table[variant] = row
+        summary[str(strength)] = table
+    return summary
+
+
+def per_category(runs: list[dict], strength: float) -> dict:
+    """{category: {variant: mean motion fidelity, ...}} at one strength."""
+    table = {}
+    for category in world.CATEGORIES:
+        chosen = [r for r in runs if r["category"] == category]
+        if not chosen:
+            continue
+        table[category] = {
+            v: {m: statistics.fmean(r["result"][v][str(strength)][m] for r in chosen)
+                for m in ("motion_fidelity", "track_error", "appearance", "leakage")}
+            for v in VARIANTS
+        }  # fmt: skip
+    return table
+
+
+def markdown(summary: dict, categories: dict, args, seconds: float, heads: list) -> str:
+    names = {"full": "Full method (ours)", "naive_lora": "Naive LoRA (w/o STD LoRA)",
+             "no_adaptive_rope": "w/o adaptive RoPE", "no_sparse": "w/o sparse sampling",
+             "no_motion_loss": "w/o motion loss", "base": "Base model, no LoRA (floor)",
+             "oracle": "Oracle: reference motion, target look (ceiling)"}  # fmt: skip
+    lines = [
+        "# MotionBench-mini results",
+        "",
+        f"Command: `{' '.join(['python'] + sys.argv)}`; total {seconds / 60:.1f} min on "
+        f"{torch.get_num_threads()} CPU thread(s).",
+        f"{args.runs} runs = {args.clip_count} reference clips x {args.seeds} seed(s); spatial {args.spatial_steps} + "
+        f"temporal {args.temporal_steps} steps, rank {args.rank}, lr {args.lr}, shift {SHIFT}, sparse = "
+        f"{args.count} of 9 latent frames at stride {args.stride}; sampling {args.sample_steps} Euler steps, "
+        f"cfg {args.cfg}. Mean +- std over runs. Arrows: better direction.",
+        f"Heads per clip (spatial/temporal of 16): {', '.join(heads)}.",
+    ]
+    arrows = {m: "↑" if HIGHER_IS_BETTER[m] else "↓" for m in HIGHER_IS_BETTER}
+    columns = list(METRICS) + ["tune_s", "act_mib"]
+    for strength, table in summary.items():
+        lines += ["", f"## Temporal LoRA strength {strength}", "",
+                  "| variant | " + " | ".join(f"{c} {arrows[c]}" for c in columns) + " |",
+                  "|---|" + "---|" * len(columns)]  # fmt: skip
+        for variant, row in table.items():
+            cells = [f"{row[c]['mean']:.3f} ± {row[c]['std']:.3f}" if c not in ("tune_s", "act_mib")
+                     else f"{row[c]['mean']:.1f} ± {row[c]['std']:.1f}" for c in columns]  # fmt: skip
+            lines.append(f"| {names[variant]} | " + " | ".join(cells) + " |")
+    strength = str(args.strengths[0])
+    lines += ["", f"## Motion fidelity / track error per category (strength {strength})", "",
+              "| category | " + " | ".join(VARIANTS) + " |", "|---|" + "---|" * len(VARIANTS)]  # fmt: skip
+    for category, table in categories.items():
+        lines.append(f"| {category} | " + " | ".join(
+            f"{table[v]['motion_fidelity']:.2f} / {table[v]['track_error']:.1f}" for v in VARIANTS) + " |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--clips", default="", help="comma-separated clip names (default: all 8)")
+    parser.add_argument("--spatial-steps", type=int, default=100)
+    parser.add_argument("--temporal-steps", type=int, default=100)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--rank", type=int, default=32)
+    parser.add_argument("--stride", type=int, default=2)
+    parser.add_argument("--count", type=int, default=5)
+    parser.add_argument("--strengths", type=float, nargs="+", default=[0.5, 1.0])
+    parser.add_argument("--sample-steps", type=int, default=20)
+    parser.add_argument("--cfg", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--strips", default="", help="folder for PNG strips of every generated video")
+    parser.add_argument("--name", default="motionbench_mini", help="results file name (bench/results/NAME.md)")
+    parser.add_argument("--weights", default=model.WEIGHTS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.strips:
+        os.makedirs(args.strips, exist_ok=True)
+    entries = world.reference_clips()
+    if args.clips:
+        wanted = args.clips.split(",")
+        entries = [e for e in entries if e[0] in wanted]
+    args.clip_count, args.runs = len(entries), len(entries) * args.seeds
+    host = DiffusersWan(model.load(args.weights))
+    configs = stage_configs(args)
+    started = time.perf_counter()
+    runs = []
+    for seed in range(args.seeds):
+        for name, clip, targets in entries:
+            print(f"[{len(runs) + 1}/{args.runs}] {name} seed {seed}", flush=True)
+            result = run_clip(host, name, clip, targets, seed, configs, args)
+            runs.append({"clip": name, "category": clip.category, "seed": seed, "result": result})
+    seconds = time.perf_counter() - started
+    summary = summarise(runs, args.strengths)
+    categories = per_category(runs, args.strengths[0])
+    heads = [f"{r['result']['heads']['spatial']}/{r['result']['heads']['temporal']}"
+             + ("*" if r["result"]["heads"]["forced_split"] else "") for r in runs]  # fmt: skip
+    os.makedirs(RESULTS, exist_ok=True)
+    text = markdown(summary, categories, args, seconds, heads)
+    with open(os.path.join(RESULTS, f"{args.name}.md"), "w") as handle:
+        handle.write(text)
+    payload = {"command": " ".join(["python"] + sys.argv), "environment": environment(), "seconds": seconds,
+               "config": {k: v for k, v in vars(args).items()}, "summary": summary, "per_category": categories,
+               "runs": runs}  # fmt: skip
+    with open(os.path.join(RESULTS, f"{args.name}.json"), "w") as handle:
+        json.dump(payload, handle, indent=1)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
