@@ -110,6 +110,16 @@ OUTPUTS = [
 ]
 
 
+def config_from(node: str, defaults: TrainConfig, settings: dict) -> TrainConfig:
+    """The stage's TrainConfig with the node's widget values (widget ids are the field names; lora_alpha = alpha)."""
+    settings = dict(settings)
+    settings["alpha"] = settings.pop("lora_alpha")
+    try:
+        return replace(defaults, **settings)
+    except ValueError as error:
+        raise node_error(node, error) from None
+
+
 def run_training(node: str, stage: str, model, latent, positive, head_map, config: TrainConfig) -> io.NodeOutput:
     """Checks everything, trains on a loaded clone, and returns the node's outputs; the input model is untouched."""
     samples = latent["samples"]
@@ -154,37 +164,8 @@ class SpatialLoRATrain(io.ComfyNode):
         )
 
     @classmethod
-    def execute(
-        cls,
-        model,
-        frame_latents,
-        positive,
-        head_map,
-        steps,
-        rank,
-        lora_alpha,
-        learning_rate,
-        weight_decay,
-        timestep_shift,
-        gradient_checkpointing,
-        log_every,
-        seed,
-    ):
-        try:
-            config = replace(
-                SPATIAL,
-                steps=steps,
-                rank=rank,
-                alpha=lora_alpha,
-                learning_rate=learning_rate,
-                weight_decay=weight_decay,
-                timestep_shift=timestep_shift,
-                gradient_checkpointing=gradient_checkpointing,
-                log_every=log_every,
-                seed=seed,
-            )
-        except ValueError as error:
-            raise node_error(cls.NAME, error) from None
+    def execute(cls, model, frame_latents, positive, head_map, **settings):
+        config = config_from(cls.NAME, SPATIAL, settings)
         return run_training(cls.NAME, "spatial", model, frame_latents, positive, head_map, config)
 
 
@@ -240,47 +221,8 @@ class TemporalLoRATrain(io.ComfyNode):
         )
 
     @classmethod
-    def execute(
-        cls,
-        model,
-        video_latent,
-        positive,
-        head_map,
-        steps,
-        rank,
-        lora_alpha,
-        learning_rate,
-        weight_decay,
-        timestep_shift,
-        gradient_checkpointing,
-        log_every,
-        seed,
-        sparse_sampling,
-        frame_stride,
-        frame_count,
-        adaptive_rope,
-        motion_loss_weight,
-    ):
-        try:
-            config = replace(
-                TEMPORAL,
-                steps=steps,
-                rank=rank,
-                alpha=lora_alpha,
-                learning_rate=learning_rate,
-                weight_decay=weight_decay,
-                timestep_shift=timestep_shift,
-                gradient_checkpointing=gradient_checkpointing,
-                log_every=log_every,
-                seed=seed,
-                sparse_sampling=sparse_sampling,
-                frame_stride=frame_stride,
-                frame_count=frame_count,
-                adaptive_rope=adaptive_rope,
-                motion_loss_weight=motion_loss_weight,
-            )
-        except ValueError as error:
-            raise node_error(cls.NAME, error) from None
+    def execute(cls, model, video_latent, positive, head_map, **settings):
+        config = config_from(cls.NAME, TEMPORAL, settings)
         return run_training(cls.NAME, "temporal", model, video_latent, positive, head_map, config)
 
 
