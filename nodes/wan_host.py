@@ -171,6 +171,8 @@ def make_autograd_safe(module: nn.Module) -> None:
 def training_host(model) -> Iterator[ComfyWan]:
     """A ComfyWan on a fully loaded clone of `model`, for training or scoring; always released."""
     patcher = model.clone()
+    if patcher.model.get_dtype() == torch.float16 and comfy.model_management.should_use_bf16(patcher.load_device):
+        patcher.set_model_compute_dtype(torch.bfloat16)  # fp16 training without loss scaling underflows
     comfy.model_management.load_models_gpu([patcher], memory_required=1e20, force_full_load=True)
     host = ComfyWan(patcher)
     try:
