@@ -44,6 +44,7 @@ from fym.heads import HeadMap, classify_heads  # noqa: E402
 from fym.train import train_stage  # noqa: E402
 
 VARIANTS = ("full", "naive_lora", "no_adaptive_rope", "no_sparse", "no_motion_loss", "base", "oracle")
+ROWS = VARIANTS + ("reconstruction",)  # + the full method's LoRAs re-creating the reference itself
 METRICS = ("motion_fidelity", "track_error", "appearance", "leakage", "temporal_consistency", "found")
 HIGHER_IS_BETTER = {"motion_fidelity": True, "track_error": False, "appearance": True, "leakage": False,
                     "temporal_consistency": True, "found": True, "tune_s": False, "act_mib": False}  # fmt: skip
@@ -135,10 +136,10 @@ def run_clip(host, name, clip, targets, seed, configs, args) -> dict:
     out = {"heads": {"spatial": head_map.count("spatial"), "temporal": head_map.count("temporal"),
                      "forced_split": forced}}  # fmt: skip
 
-    def generate(loras):
+    def generate(loras, caption=target_context, looks=targets):
         with merged(host, loras):
-            video = sample(host, target_context, seed, args.sample_steps, args.cfg, noise=noise)[0]
-        return metrics.evaluate(video, clip, targets), video
+            video = sample(host, caption, seed, args.sample_steps, args.cfg, noise=noise, shift=args.sample_shift)[0]
+        return metrics.evaluate(video, clip, looks), video
 
     spatial_runs = {}
     for variant in VARIANTS[:5]:
@@ -162,6 +163,12 @@ def run_clip(host, name, clip, targets, seed, configs, args) -> dict:
             if args.strips and strength == args.strengths[0]:
                 metrics.save_strip(video, os.path.join(args.strips, f"{name}_s{seed}_{variant}.png"), 6)
         out[variant] = result
+        if variant == "full":  # sanity: spatial + temporal LoRA at 1 with the reference caption re-create it?
+            recon, video = generate([(spatial.lora, 1.0), (temporal.lora, 1.0)], context, clip.appearances)
+            out["reconstruction"] = {**{k: result[k] for k in ("tune_s", "temporal_s", "act_mib")},
+                                     **{str(s): recon for s in args.strengths}}  # fmt: skip
+            if args.strips:
+                metrics.save_strip(video, os.path.join(args.strips, f"{name}_s{seed}_reconstruction.png"), 6)
         print(f"  {name} seed {seed} {variant:17s} tune {result['tune_s']:6.1f}s  " + "  ".join(
             f"@{s}: MF {result[str(s)]['motion_fidelity']:.3f} err {result[str(s)]['track_error']:.2f} "
             f"app {result[str(s)]['appearance']:.2f} leak {result[str(s)]['leakage']:.2f}" for s in args.strengths
@@ -184,7 +191,7 @@ def summarise(runs: list[dict], strengths: list[float]) -> dict:
     summary = {}
     for strength in strengths:
         table = {}
-        for variant in VARIANTS:
+        for variant in ROWS:
             row = {}
             for metric in METRICS:
                 values = [r["result"][variant][str(strength)][metric] for r in runs]
@@ -216,7 +223,8 @@ def markdown(summary: dict, categories: dict, args, seconds: float, heads: list)
     names = {"full": "Full method (ours)", "naive_lora": "Naive LoRA (w/o STD LoRA)",
              "no_adaptive_rope": "w/o adaptive RoPE", "no_sparse": "w/o sparse sampling",
              "no_motion_loss": "w/o motion loss", "base": "Base model, no LoRA (floor)",
-             "oracle": "Oracle: reference motion, target look (ceiling)"}  # fmt: skip
+             "oracle": "Oracle: reference motion, target look (ceiling)",
+             "reconstruction": "Full method, reference caption + both LoRAs @1 (reconstruction)"}  # fmt: skip
     lines = [
         "# MotionBench-mini results",
         "",
@@ -225,10 +233,10 @@ def markdown(summary: dict, categories: dict, args, seconds: float, heads: list)
         f"{args.runs} runs = {args.clip_count} reference clips x {args.seeds} seed(s); spatial {args.spatial_steps} + "
         f"temporal {args.temporal_steps} steps, rank {args.rank}, lr {args.lr}, shift {SHIFT}, sparse = "
         f"{args.count} of 9 latent frames at stride {args.stride}; sampling {args.sample_steps} Euler steps, "
-        f"cfg {args.cfg}. Mean +- std over runs. Arrows: better direction.",
+        f"shift {args.sample_shift}, cfg {args.cfg}. Mean +- std over runs. (+) higher is better, (-) lower is better.",
         f"Heads per clip (spatial/temporal of 16): {', '.join(heads)}.",
     ]
-    arrows = {m: "↑" if HIGHER_IS_BETTER[m] else "↓" for m in HIGHER_IS_BETTER}
+    arrows = {m: "(+)" if HIGHER_IS_BETTER[m] else "(-)" for m in HIGHER_IS_BETTER}  # cp1252-safe source
     columns = list(METRICS) + ["tune_s", "act_mib"]
     for strength, table in summary.items():
         lines += ["", f"## Temporal LoRA strength {strength}", "",
@@ -260,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.5, 1.0])
     parser.add_argument("--sample-steps", type=int, default=20)
     parser.add_argument("--cfg", type=float, default=1.0)
+    parser.add_argument("--sample-shift", type=float, default=SHIFT)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--strips", default="", help="folder for PNG strips of every generated video")
     parser.add_argument("--name", default="motionbench_mini", help="results file name (bench/results/NAME.md)")

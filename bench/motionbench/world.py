@@ -1,0 +1,385 @@
+"""MotionBench-mini's world: videos drawn directly in Wan 2.1's 16-channel latent space (no VAE).
+
+A clip is a scene background plus coloured objects that move, seen through a camera that may pan and zoom.
+Every clip is fully described by a `Clip` (appearances + trajectories) and rendered analytically, so a motion
+can be re-rendered with another appearance (the ideal transfer) and tracked exactly.
+
+Latent layout: (16, T, H, W) with T = 9 latent frames (= 33 video frames) and H = W = 16 (8 x 8 Wan patches).
+Screen coordinates are (x, y) in latent pixels, pixel centres at 0.5, 1.5, ...; x is the column, y the row.
+
+The 16 channels are split by an orthonormal basis E (16 x 16, fixed seed):
+- E[0:8]   colour directions: an object of colour c is painted with the signature `OBJECT_NORM * E[c]`;
+- E[8:16]  scene directions: scene s paints a smooth pattern on the pair E[8 + 2s], E[9 + 2s].
+So "is there an object here" (the colour-subspace energy) and "which colour" (the projection on E[c]) are
+exact, appearance-agnostic and appearance-specific read-outs of a latent (see metrics.py).
+
+Four categories, as in the paper's MotionBench:
+- single:   one object moving;
+- multi:    two objects moving as a group, keeping (slowly changing) relative positions;
+- camera:   static objects, the camera pans and zooms (background and objects move together on screen);
+- nonrigid: a worm (capsule) that stretches and contracts (inchworm gait) while it crawls.
+
+Captions are fixed sequences of word embeddings (no text encoder): each word maps to a seeded random
+4096-vector (std 1), plus a seeded position code (std 0.5) so "red ball and blue box" binds colour to shape;
+padded with zeros to CAPTION_LEN tokens. The empty caption (all zeros) is the unconditional one for CFG.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, replace
+
+import torch
+
+CHANNELS, FRAMES, SIZE = 16, 9, 16
+TEXT_DIM, CAPTION_LEN = 4096, 16
+COLORS = ("red", "blue", "green", "yellow", "purple", "orange", "white", "black")
+SHAPES = ("ball", "box", "diamond")
+SCENES = ("meadow", "desert", "ocean", "city")
+CATEGORIES = ("single", "multi", "camera", "nonrigid")
+OBJECT_NORM = 4.0  # norm of an object's 16-channel signature (about 1 per channel)
+OBJECT_RADIUS = 2.2  # latent pixels at zoom 1
+WORM_RADIUS = 1.5
+EDGE = 0.35  # softness of object edges, latent pixels
+_BASIS_SEED = 1234
+
+
+def basis() -> torch.Tensor:
+    """The fixed orthonormal channel basis E: (16, 16), rows are directions."""
+    generator = torch.Generator().manual_seed(_BASIS_SEED)
+    q, _ = torch.linalg.qr(torch.randn(CHANNELS, CHANNELS, generator=generator, dtype=torch.float64))
+    return q.T.float().contiguous()
+
+
+_E = basis()
+
+
+def color_signature(color: str) -> torch.Tensor:
+    """(16,) latent vector painted on an object of this colour."""
+    return OBJECT_NORM * _E[COLORS.index(color)]
+
+
+def color_subspace() -> torch.Tensor:
+    """(8, 16): orthonormal rows spanning every object colour."""
+    return _E[: len(COLORS)]
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A clip's full description; `render` turns it into a latent video.
+
+    category: one of CATEGORIES. scene: one of SCENES.
+    appearances: per object (colour, shape); shape "worm" for the nonrigid category.
+    positions: (N, T, 2) world (x, y) of each object's centre (for the worm: the middle of its body).
+    camera: (T, 3) camera centre x, y in world coordinates and zoom; (8, 8, 1) is the still camera.
+    worm: (T, 2, 2) world positions of the worm's back and front ends (nonrigid only), else None.
+    """
+
+    category: str
+    scene: str
+    appearances: tuple[tuple[str, str], ...]
+    positions: torch.Tensor
+    camera: torch.Tensor
+    worm: torch.Tensor | None = None
+
+    @property
+    def frames(self) -> int:
+        return self.camera.shape[0]
+
+    def with_appearances(self, appearances: tuple[tuple[str, str], ...]) -> Clip:
+        """The same motion with other objects (the ideal motion transfer of this clip)."""
+        if len(appearances) != len(self.appearances):
+            raise ValueError(f"{len(self.appearances)} objects, got {len(appearances)} appearances")
+        return replace(self, appearances=tuple(appearances))
+
+
+# ----------------------------------------------------------------------------------------------- rendering
+
+
+def _grid(size: int = SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel-centre screen coordinates (x, y), each (size, size)."""
+    coords = torch.arange(size, dtype=torch.float32) + 0.5
+    y, x = torch.meshgrid(coords, coords, indexing="ij")
+    return x, y
+
+
+def _scene_pattern(scene: str, wx: torch.Tensor, wy: torch.Tensor) -> torch.Tensor:
+    """Background latent at world points (wx, wy) of shape S: (16, *S). Two smooth waves per scene."""
+    index = SCENES.index(scene)
+    generator = torch.Generator().manual_seed(100 + index)
+    angles = torch.rand(2, generator=generator) * math.pi
+    phases = torch.rand(2, generator=generator) * 2 * math.pi
+    k = 2 * math.pi / torch.tensor([9.0, 6.5])
+    waves = [
+        torch.sin(k[i] * (torch.cos(angles[i]) * wx + torch.sin(angles[i]) * wy) + phases[i]) for i in range(2)
+    ]
+    first, second = _E[8 + 2 * index], _E[9 + 2 * index]
+    return first[:, None, None] * (1.2 + 1.0 * waves[0]) + second[:, None, None] * (1.0 * waves[1])
+
+
+def _shape_distance(shape: str, dx: torch.Tensor, dy: torch.Tensor, radius: float) -> torch.Tensor:
+    """Signed distance-like field of a shape centred at 0 (negative inside)."""
+    if shape == "ball":
+        return torch.sqrt(dx**2 + dy**2) - radius
+    if shape == "box":
+        return torch.maximum(dx.abs(), dy.abs()) - 0.85 * radius
+    if shape == "diamond":
+        return (dx.abs() + dy.abs()) / math.sqrt(2) - 0.9 * radius
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def _segment_distance(px, py, ax, ay, bx, by) -> torch.Tensor:
+    """Distance from points (px, py) to the segment a-b."""
+    vx, vy = bx - ax, by - ay
+    t = (((px - ax) * vx + (py - ay) * vy) / max(float(vx * vx + vy * vy), 1e-6)).clamp(0, 1)
+    return torch.sqrt((px - ax - t * vx) ** 2 + (py - ay - t * vy) ** 2)
+
+
+def to_screen(clip: Clip, world: torch.Tensor) -> torch.Tensor:
+    """World points (..., T, 2) -> screen points (..., T, 2) through the clip's camera."""
+    centre, zoom = clip.camera[:, :2], clip.camera[:, 2:3]
+    return (world - centre) * zoom + SIZE / 2
+
+
+def render(clip: Clip) -> torch.Tensor:
+    """The clip as a latent video: (16, T, SIZE, SIZE) float32."""
+    x, y = _grid()
+    frames = []
+    for t in range(clip.frames):
+        cx, cy, zoom = (float(v) for v in clip.camera[t])
+        wx, wy = (x - SIZE / 2) / zoom + cx, (y - SIZE / 2) / zoom + cy
+        frame = _scene_pattern(clip.scene, wx, wy)
+        for n, (color, shape) in enumerate(clip.appearances):
+            if shape == "worm":
+                ends = (clip.worm[t] - clip.camera[t, :2]) * zoom + SIZE / 2  # (2, 2): back, front
+                distance = _segment_distance(x, y, ends[0, 0], ends[0, 1], ends[1, 0], ends[1, 1]) - WORM_RADIUS * zoom
+            else:
+                sx, sy = to_screen(clip, clip.positions[n])[t]
+                distance = _shape_distance(shape, x - sx, y - sy, OBJECT_RADIUS * zoom)
+            mask = torch.sigmoid(-distance / EDGE)
+            frame = frame * (1 - mask) + color_signature(color)[:, None, None] * mask
+        frames.append(frame)
+    return torch.stack(frames, dim=1)
+
+
+def screen_tracks(clip: Clip) -> torch.Tensor:
+    """Ground-truth screen tracks (K, T, 2): object centres, then for the worm its back and front ends."""
+    tracks = [to_screen(clip, clip.positions[n]) for n in range(len(clip.appearances))]
+    if clip.worm is not None:
+        tracks += [to_screen(clip, clip.worm[:, 0]), to_screen(clip, clip.worm[:, 1])]
+    return torch.stack(tracks)
+
+
+# ------------------------------------------------------------------------------------------------ captions
+
+
+def caption_words(clip: Clip) -> list[str]:
+    """The caption as words, e.g. ['red', 'ball', 'moves', 'on', 'meadow']."""
+    (color, shape), *rest = clip.appearances
+    if clip.category == "single":
+        return [color, shape, "moves", "on", clip.scene]
+    if clip.category == "multi":
+        color2, shape2 = rest[0]
+        return [color, shape, "and", color2, shape2, "move", "on", clip.scene]
+    if clip.category == "camera":
+        return [color, shape, "on", clip.scene, "camera", "moves"]
+    if clip.category == "nonrigid":
+        return [color, "worm", "crawls", "on", clip.scene]
+    raise ValueError(f"unknown category {clip.category!r}")
+
+
+def word_vector(word: str) -> torch.Tensor:
+    """A word's fixed embedding: (TEXT_DIM,), std 1, seeded by the word's CRC32."""
+    generator = torch.Generator().manual_seed(zlib.crc32(word.encode()))
+    return torch.randn(TEXT_DIM, generator=generator)
+
+
+def _position_codes() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(4321)
+    return 0.5 * torch.randn(CAPTION_LEN, TEXT_DIM, generator=generator)
+
+
+_POSITIONS = _position_codes()
+
+
+def embed(words: list[str]) -> torch.Tensor:
+    """Words -> caption context (CAPTION_LEN, TEXT_DIM): word vector + position code, zero padding."""
+    if len(words) > CAPTION_LEN:
+        raise ValueError(f"at most {CAPTION_LEN} words; got {len(words)}")
+    context = torch.zeros(CAPTION_LEN, TEXT_DIM)
+    for i, word in enumerate(words):
+        context[i] = word_vector(word) + _POSITIONS[i]
+    return context
+
+
+def caption(clip: Clip) -> torch.Tensor:
+    """(CAPTION_LEN, TEXT_DIM) caption context of a clip."""
+    return embed(caption_words(clip))
+
+
+def empty_caption() -> torch.Tensor:
+    """(CAPTION_LEN, TEXT_DIM) zeros: the unconditional caption."""
+    return torch.zeros(CAPTION_LEN, TEXT_DIM)
+
+
+# ------------------------------------------------------------------------------- random clips (pre-training)
+
+
+def _bezier(points: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Quadratic Bezier through control points (3, 2) at times t (T,): (T, 2)."""
+    t = t[:, None]
+    return (1 - t) ** 2 * points[0] + 2 * (1 - t) * t * points[1] + t**2 * points[2]
+
+
+def _random_path(generator: torch.Generator, frames: int, low: float, high: float) -> torch.Tensor:
+    """A smooth random path (T, 2): a quadratic Bezier with controls in [low, high]^2, random timing.
+
+    Pre-training motions are all of this family (quadratic curves); the benchmark's reference motions are
+    not (zigzags, circles, bounces), so the model has never seen them.
+    """
+    controls = low + (high - low) * torch.rand(3, 2, generator=generator)
+    speed_bias = 0.6 + 0.8 * float(torch.rand(1, generator=generator))  # ease in / out
+    t = torch.linspace(0, 1, frames) ** speed_bias
+    return _bezier(controls, t)
+
+
+def random_clip(generator: torch.Generator, category: str | None = None, frames: int = FRAMES) -> Clip:
+    """A random pre-training clip (appearances, scene and trajectories drawn from `generator`)."""
+
+    def pick(options):
+        return options[int(torch.randint(len(options), (1,), generator=generator))]
+
+    def uniform(a, b):
+        return a + (b - a) * float(torch.rand(1, generator=generator))
+
+    category = category or pick(CATEGORIES)
+    scene = pick(SCENES)
+    still = torch.tensor([[SIZE / 2, SIZE / 2, 1.0]]).repeat(frames, 1)
+    if category == "single":
+        path = _random_path(generator, frames, 3.0, 13.0)
+        return Clip(category, scene, ((pick(COLORS), pick(SHAPES)),), path[None], still)
+    if category == "multi":
+        colors = torch.randperm(len(COLORS), generator=generator)[:2].tolist()
+        appearances = tuple((COLORS[c], pick(SHAPES)) for c in colors)
+        centre = _random_path(generator, frames, 5.0, 11.0)
+        angle0, turn, gap = uniform(0, 2 * math.pi), uniform(-0.8, 0.8), uniform(5.0, 7.0)
+        angles = angle0 + turn * torch.linspace(0, 1, frames)
+        offset = 0.5 * gap * torch.stack([torch.cos(angles), torch.sin(angles)], -1)
+        return Clip(category, scene, appearances, torch.stack([centre - offset, centre + offset]), still)
+    if category == "camera":
+        centre = _random_path(generator, frames, 5.0, 11.0)
+        zoom = torch.linspace(uniform(0.8, 1.25), uniform(0.8, 1.25), frames)
+        camera = torch.cat([centre, zoom[:, None]], -1)
+        position = torch.tensor([uniform(5.5, 10.5), uniform(5.5, 10.5)]).repeat(frames, 1)
+        return Clip(category, scene, ((pick(COLORS), pick(SHAPES)),), position[None], camera)
+    if category == "nonrigid":
+        path = _random_path(generator, frames, 4.0, 12.0)
+        cycles, phase = uniform(0.7, 2.0), uniform(0, 2 * math.pi)
+        length = 4.5 + 1.5 * torch.sin(2 * math.pi * cycles * torch.linspace(0, 1, frames) + phase)
+        return Clip(category, scene, ((pick(COLORS), "worm"),), path[None], still, worm_ends(path, length))
+    raise ValueError(f"unknown category {category!r}")
+
+
+def worm_ends(path: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+    """Back and front ends (T, 2, 2) of a worm whose middle follows path (T, 2), body along the tangent."""
+    tangent = torch.zeros_like(path)
+    tangent[1:-1] = path[2:] - path[:-2]
+    tangent[0], tangent[-1] = path[1] - path[0], path[-1] - path[-2]
+    direction = tangent / tangent.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    half = (length / 2)[:, None] * direction
+    return torch.stack([path - half, path + half], dim=1)
+
+
+def training_batch(generator: torch.Generator, batch: int, frames: int = FRAMES) -> tuple[torch.Tensor, torch.Tensor]:
+    """`batch` random clips: latents (B, 16, T, 16, 16) and captions (B, CAPTION_LEN, TEXT_DIM)."""
+    clips = [random_clip(generator, frames=frames) for _ in range(batch)]
+    return torch.stack([render(c) for c in clips]), torch.stack([caption(c) for c in clips])
+
+
+# --------------------------------------------------------------------------- benchmark reference motions
+
+
+def _times(frames: int) -> torch.Tensor:
+    return torch.linspace(0, 1, frames)
+
+
+def _zigzag(frames: int, start, end, amplitude: float, turns: int) -> torch.Tensor:
+    """A path from start to end with `turns` sharp sideways zigzags: (T, 2)."""
+    t = _times(frames)
+    start, end = torch.tensor(start), torch.tensor(end)
+    along = end - start
+    side = torch.tensor([-along[1], along[0]]) / along.norm()
+    tri = 1 - 2 * torch.abs((t * turns) % 2 - 1)  # triangle wave in [-1, 1]
+    return start + t[:, None] * along + amplitude * tri[:, None] * side
+
+
+def _circle(frames: int, centre, radius: float, start_angle: float, sweep: float) -> torch.Tensor:
+    angles = start_angle + sweep * _times(frames)
+    return torch.tensor(centre) + radius * torch.stack([torch.cos(angles), torch.sin(angles)], -1)
+
+
+def _bounce(frames: int, x0: float, x1: float, floor: float, height: float, bounces: float) -> torch.Tensor:
+    t = _times(frames)
+    x = x0 + (x1 - x0) * t
+    y = floor - height * torch.abs(torch.sin(math.pi * bounces * t))
+    return torch.stack([x, y], -1)
+
+
+def _still(frames: int) -> torch.Tensor:
+    return torch.tensor([[SIZE / 2, SIZE / 2, 1.0]]).repeat(frames, 1)
+
+
+def reference_clips(frames: int = FRAMES) -> list[tuple[str, Clip, tuple[tuple[str, str], ...]]]:
+    """The benchmark: (name, reference clip, target appearances) per entry, two per category.
+
+    Every reference motion is outside the pre-training family (zigzags, circles, bounces, shakes); every
+    target keeps the scene and changes each object's colour and shape.
+    """
+    t = _times(frames)
+    entries = []
+
+    def add(name, clip, targets):
+        entries.append((name, clip, tuple(targets)))
+
+    add("single-zigzag", Clip("single", "meadow", (("red", "ball"),),
+                              _zigzag(frames, (3.0, 4.0), (13.0, 12.0), 2.5, 3)[None], _still(frames)),
+        [("blue", "box")])  # fmt: skip
+    add("single-bounce", Clip("single", "desert", (("green", "diamond"),),
+                              _bounce(frames, 3.0, 13.0, 12.5, 7.0, 2.0)[None], _still(frames)),
+        [("purple", "ball")])  # fmt: skip
+
+    circle = _circle(frames, (8.0, 8.0), 3.0, 0.0, 1.6 * math.pi)
+    side = torch.tensor([3.0, 0.0])
+    add("multi-circle-pair", Clip("multi", "ocean", (("yellow", "ball"), ("red", "box")),
+                                  torch.stack([circle - side, circle + side]), _still(frames)),
+        [("white", "diamond"), ("green", "ball")])  # fmt: skip
+    angles = math.pi * t  # the pair swaps places (half a turn) while drifting right
+    drift = torch.stack([5.0 + 6.0 * t, 8.0 + 0 * t], -1)
+    offset = 3.0 * torch.stack([torch.cos(angles), torch.sin(angles)], -1)
+    add("multi-swap", Clip("multi", "city", (("blue", "ball"), ("orange", "ball")),
+                           torch.stack([drift - offset, drift + offset]), _still(frames)),
+        [("black", "box"), ("yellow", "diamond")])  # fmt: skip
+
+    shake = torch.cat([_zigzag(frames, (5.0, 8.0), (11.0, 8.0), 2.0, 4), torch.ones(frames, 1)], -1)
+    add("camera-shake-pan", Clip("camera", "meadow", (("orange", "box"),),
+                                 torch.tensor([[8.0, 7.0]]).repeat(frames, 1)[None], shake),
+        [("blue", "diamond")])  # fmt: skip
+    orbit = _circle(frames, (8.0, 8.0), 2.5, math.pi / 2, 2 * math.pi)
+    zoom = 1.0 + 0.3 * torch.sin(math.pi * t)  # zoom in, then back out, while orbiting
+    add("camera-orbit-zoom", Clip("camera", "desert", (("white", "ball"),),
+                                  torch.tensor([[9.0, 8.0]]).repeat(frames, 1)[None],
+                                  torch.cat([orbit, zoom[:, None]], -1)),
+        [("red", "box")])  # fmt: skip
+
+    path = _zigzag(frames, (4.5, 11.5), (11.5, 4.5), 1.5, 2)
+    length = 4.5 + 1.8 * torch.sin(2 * math.pi * 2.0 * t)  # two fast stretch cycles
+    add("nonrigid-zigzag-crawl", Clip("nonrigid", "ocean", (("purple", "worm"),), path[None], _still(frames),
+                                      worm_ends(path, length)),
+        [("yellow", "worm")])  # fmt: skip
+    path = _circle(frames, (8.0, 8.0), 4.0, math.pi, -1.5 * math.pi)
+    length = 4.5 - 1.8 * torch.cos(2 * math.pi * 1.5 * t)
+    add("nonrigid-circle-crawl", Clip("nonrigid", "city", (("green", "worm"),), path[None], _still(frames),
+                                      worm_ends(path, length)),
+        [("red", "worm")])  # fmt: skip
+    return entries
