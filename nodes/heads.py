@@ -10,7 +10,7 @@ from comfy_api.latest import io, ui
 
 from ..fym.config import ClassifyConfig
 from ..fym.heads import HeadMap, classify_heads, heat_map, parse_overrides
-from .types import CATEGORY, HeadMapType, context_of, node_error
+from .types import CATEGORY, HeadMapType, context_of, free_output_path, node_error
 from .wan_host import training_host, wan_shape
 
 NODE = "FYM Classify Heads"
@@ -142,11 +142,7 @@ class SaveHeadMap(io.ComfyNode):
 
     @classmethod
     def execute(cls, head_map, filename_prefix):
-        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
-            f"{HEAD_MAP_FOLDER}/{filename_prefix}", folder_paths.get_output_directory()
-        )
-        while os.path.exists(path := os.path.join(folder, f"{name}_{counter:05}_.json")):
-            counter += 1
+        path, _ = free_output_path(f"{HEAD_MAP_FOLDER}/{filename_prefix}", "json")
         with open(path, "x") as handle:
             handle.write(head_map.to_json())
         return io.NodeOutput(ui=ui.PreviewText(path))

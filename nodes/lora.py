@@ -12,7 +12,7 @@ from comfy_api.latest import io, ui
 from .. import fym
 from ..fym.config import APPLY_STRENGTH
 from ..fym.lora import MotionLoRA
-from .types import CATEGORY, MotionLoRAType, node_error
+from .types import CATEGORY, MotionLoRAType, free_output_path, node_error
 from .wan_host import wan_shape
 
 
@@ -92,13 +92,9 @@ class SaveMotionLoRA(io.ComfyNode):
 
     @classmethod
     def execute(cls, motion_lora, filename_prefix):
-        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
-            filename_prefix, folder_paths.get_output_directory()
-        )
-        while os.path.exists(path := os.path.join(folder, f"{name}_{counter:05}_.safetensors")):
-            counter += 1
+        path, shown = free_output_path(filename_prefix, "safetensors")
         fym.save(motion_lora, path)
-        return io.NodeOutput(ui=ui.PreviewText(os.path.join(subfolder, os.path.basename(path))))
+        return io.NodeOutput(ui=ui.PreviewText(shown))
 
 
 class LoadMotionLoRA(io.ComfyNode):

@@ -1,5 +1,8 @@
 """Custom socket types of the pack (created once, shared by every node module)."""
 
+import os
+
+import folder_paths
 from comfy_api.latest import io
 
 HeadMapType = io.Custom("FYM_HEAD_MAP")  # fym.heads.HeadMap
@@ -23,3 +26,15 @@ def context_of(positive, node: str):
     if context.dim() != 3 or context.shape[0] != 1:
         raise ValueError(f"{node}: expected one caption embedding (1, tokens, 4096); got {tuple(context.shape)}")
     return context
+
+
+def free_output_path(prefix: str, extension: str) -> tuple[str, str]:
+    """A new file under ComfyUI's output folder: (absolute path, path relative to output/).
+
+    `prefix` may hold subfolders; a 5-digit counter is added (name_00001_.ext) and never points at an
+    existing file.
+    """
+    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, folder_paths.get_output_directory())
+    while os.path.exists(path := os.path.join(folder, f"{name}_{counter:05}_.{extension}")):
+        counter += 1
+    return path, os.path.join(subfolder, os.path.basename(path))
