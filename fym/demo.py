@@ -20,7 +20,7 @@ from tqdm import tqdm
 from . import __version__, lora
 from .config import SPATIAL, TEMPORAL, ClassifyConfig
 from .diffusers_host import DiffusersWan, tiny_wan
-from .heads import classify_heads, heat_map
+from .heads import classify_heads, heat_map, split_if_one_sided
 from .train import train_stage
 
 
@@ -75,17 +75,8 @@ def run(out: str, spatial_steps: int, temporal_steps: int, learning_rate: float,
     frames = video[0].transpose(0, 1).unsqueeze(2)  # (T, 16, 1, H, W): the spatial stage's single frames
 
     print("[1/3] classifying heads")
-    head_map = classify_heads(host, video, context, ClassifyConfig(num_queries=256, seed=seed))
-    if not head_map.heads("spatial") or not head_map.heads("temporal"):
-        # A random-weight model can put every head on one side; split by score so both stages have heads.
-        margins = [
-            (head_map.sim_spatial[i][h] / max(head_map.sim_temporal[i][h], 1e-8), i, h)
-            for i in range(head_map.shape.num_layers) for h in range(head_map.shape.num_heads)
-        ]  # fmt: skip
-        ranked = sorted(margins)
-        half = len(ranked) // 2
-        overrides = ", ".join(f"{i}.{h}={'t' if n < half else 's'}" for n, (_, i, h) in enumerate(ranked))
-        head_map = head_map.with_changes(overrides=overrides)
+    # A random-weight model can put every head on one side; then split by score so both stages have heads.
+    head_map, _ = split_if_one_sided(classify_heads(host, video, context, ClassifyConfig(num_queries=256, seed=seed)))
     with open(os.path.join(out, "head_map.json"), "w") as handle:
         handle.write(head_map.to_json())
     Image.fromarray((heat_map(head_map) * 255).byte().numpy()).save(os.path.join(out, "head_map.png"))

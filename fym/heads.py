@@ -174,6 +174,21 @@ class HeadMap:
 _OVERRIDE = re.compile(r"^(\d+)\.(\d+)\s*=\s*(s|t|spatial|temporal)$")
 
 
+def split_if_one_sided(head_map: HeadMap) -> tuple[HeadMap, bool]:
+    """The head map, or, if alpha put every head on one side, its heads split in half by Sim_s / Sim_t (the
+    lower half temporal), so both LoRA stages have heads; the flag says whether it split."""
+    if head_map.heads("spatial") and head_map.heads("temporal"):
+        return head_map, False
+    shape = head_map.shape
+    ranked = sorted(
+        (head_map.sim_spatial[i][h] / max(head_map.sim_temporal[i][h], 1e-8), i, h)
+        for i in range(shape.num_layers) for h in range(shape.num_heads)
+    )  # fmt: skip
+    half = len(ranked) // 2
+    overrides = ", ".join(f"{i}.{h}={'t' if n < half else 's'}" for n, (_, i, h) in enumerate(ranked))
+    return head_map.with_changes(overrides=overrides), True
+
+
 def parse_overrides(text: str, shape: WanShape) -> dict[str, str]:
     """ "0.3=t, 5.11=spatial" (commas or new lines) -> {"0.3": "temporal", "5.11": "spatial"}."""
     result = {}

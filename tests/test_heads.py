@@ -13,6 +13,7 @@ from fym.heads import (
     head_scores,
     heat_map,
     parse_overrides,
+    split_if_one_sided,
 )
 from fym.host import WanShape
 
@@ -99,3 +100,15 @@ def test_head_map_from_another_model_is_rejected():
     head_map = HeadMap(WanShape(2, 2, 128), [[0.0] * 2] * 2, [[0.0] * 2] * 2, 1.3, [0.5], 1, 8)
     with pytest.raises(ValueError, match="Classify Heads"):
         head_map.check_shape(WanShape(30, 12, 128), "Spatial LoRA Train")
+
+
+def test_one_sided_head_map_is_split_by_score():
+    shape = WanShape(num_layers=2, num_heads=2, head_dim=8)
+    ratios = [[0.5, 0.9], [0.7, 0.6]]  # Sim_s / Sim_t; all below alpha 1.3, so every head is temporal
+    one_sided = HeadMap(shape, ratios, [[1.0, 1.0], [1.0, 1.0]], 1.3, [0.5], 1, 16)
+    assert one_sided.count("spatial") == 0
+    split, changed = split_if_one_sided(one_sided)
+    assert changed
+    assert split.heads("temporal") == {0: [0], 1: [1]}  # the two lowest ratios: 0.5 and 0.6
+    assert split.heads("spatial") == {0: [1], 1: [0]}
+    assert split_if_one_sided(split) == (split, False)
