@@ -35,12 +35,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import RESULTS, environment  # noqa: E402
-from bench.motionbench import metrics, model, world  # noqa: E402
-from bench.motionbench.pretrain import SHIFT  # noqa: E402
+from bench.motionbench import LORA, SHIFT, metrics, model, world  # noqa: E402
 from bench.motionbench.sample import merged, sample  # noqa: E402
 from fym.config import SPATIAL, TEMPORAL, ClassifyConfig  # noqa: E402
 from fym.diffusers_host import DiffusersWan  # noqa: E402
-from fym.heads import HeadMap, classify_heads  # noqa: E402
+from fym.heads import HeadMap, classify_heads, split_if_one_sided  # noqa: E402
 from fym.train import train_stage  # noqa: E402
 
 VARIANTS = ("full", "naive_lora", "no_adaptive_rope", "no_sparse", "no_motion_loss", "base", "oracle")
@@ -82,20 +81,6 @@ def all_heads(head_map: HeadMap, kind: str) -> HeadMap:
     return head_map.with_changes(overrides=overrides)
 
 
-def balanced(head_map: HeadMap) -> tuple[HeadMap, bool]:
-    """The head map, or (if one kind got no head) a split by score margin so both stages have heads."""
-    if head_map.heads("spatial") and head_map.heads("temporal"):
-        return head_map, False
-    shape = head_map.shape
-    ranked = sorted(
-        (head_map.sim_spatial[i][h] / max(head_map.sim_temporal[i][h], 1e-8), i, h)
-        for i in range(shape.num_layers) for h in range(shape.num_heads)
-    )  # fmt: skip
-    half = len(ranked) // 2
-    overrides = ", ".join(f"{i}.{h}={'t' if n < half else 's'}" for n, (_, i, h) in enumerate(ranked))
-    return head_map.with_changes(overrides=overrides), True
-
-
 def stage_configs(args) -> dict:
     """Spatial and per-variant temporal TrainConfigs (the fym defaults, with the bench's steps/lr/rank)."""
     common = dict(rank=args.rank, alpha=float(args.rank), learning_rate=args.lr, timestep_shift=SHIFT,
@@ -131,7 +116,7 @@ def run_clip(host, name, clip, targets, seed, configs, args) -> dict:
     frames = reference[0].transpose(0, 1).unsqueeze(2)  # (T, 16, 1, H, W) single-frame latents
     noise = torch.randn(reference.shape, generator=torch.Generator().manual_seed(10_000 + seed))
     classify = ClassifyConfig(num_queries=256, seed=seed)
-    head_map, forced = balanced(classify_heads(host, reference, context, classify))
+    head_map, forced = split_if_one_sided(classify_heads(host, reference, context, classify))
     spatial_cfg = replace(configs["spatial"], seed=seed)
     out = {"heads": {"spatial": head_map.count("spatial"), "temporal": head_map.count("temporal"),
                      "forced_split": forced}}  # fmt: skip
@@ -259,14 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--clips", default="", help="comma-separated clip names (default: all 8)")
-    parser.add_argument("--spatial-steps", type=int, default=100)
-    parser.add_argument("--temporal-steps", type=int, default=100)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--rank", type=int, default=32)
-    parser.add_argument("--stride", type=int, default=2)
-    parser.add_argument("--count", type=int, default=5)
+    parser.add_argument("--spatial-steps", type=int, default=LORA["spatial_steps"])
+    parser.add_argument("--temporal-steps", type=int, default=LORA["temporal_steps"])
+    parser.add_argument("--lr", type=float, default=LORA["lr"])
+    parser.add_argument("--rank", type=int, default=LORA["rank"])
+    parser.add_argument("--stride", type=int, default=LORA["stride"])
+    parser.add_argument("--count", type=int, default=LORA["count"])
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.5, 1.0])
-    parser.add_argument("--sample-steps", type=int, default=20)
+    parser.add_argument("--sample-steps", type=int, default=LORA["sample_steps"])
     parser.add_argument("--cfg", type=float, default=1.0)
     parser.add_argument("--sample-shift", type=float, default=SHIFT)
     parser.add_argument("--threads", type=int, default=1)

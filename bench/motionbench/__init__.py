@@ -1,0 +1,14 @@
+"""MotionBench-mini: a small world drawn in Wan 2.1's latent space and a small Wan 2.1 pre-trained on it.
+
+Where a motion transfer can be measured on a CPU without real Wan weights: `world` (clips, captions, reference
+motions the model never saw), `model` (the architecture, weights file, ComfyUI keys), `pretrain` (one command
+builds the weights), `sample` (Euler sampler with LoRAs merged), `metrics` (tracks, motion fidelity, appearance).
+Used by bench/motionbench_mini.py and the ComfyUI motion-transfer test (tests/integration).
+"""
+
+SHIFT = 2.0  # flow-matching noise-level shift of pre-training, LoRA training and sampling alike
+
+# LoRA settings for this model (the benchmark's and the ComfyUI motion-transfer test's): the paper's
+# recipe with the schedule scaled to a 14 M-parameter model and a CPU budget (steps, lr, rank), and the sparse
+# window scaled to a 9-latent-frame clip (5 frames at stride 2, as the paper's 5 of 21 at stride 5).
+LORA = dict(spatial_steps=100, temporal_steps=100, lr=1e-3, rank=32, stride=2, count=5, sample_steps=20)

@@ -243,15 +243,15 @@ def to_rgb(video: torch.Tensor) -> torch.Tensor:
     colors = coefficients[:8].clamp_min(0) / world.OBJECT_NORM  # (8, T, H, W)
     object_rgb = torch.einsum("kthw,kc->thwc", colors, palette)
     amount = colors.sum(0).clamp(0, 1)[..., None]
-    scene = coefficients[8:].norm(dim=0)[..., None] / 3
+    scene = coefficients[8:].norm(dim=0)[..., None] / (2 * world.SCENE_LEVEL)
     background = (0.25 + 0.4 * scene).clamp(0, 1).expand(*scene.shape[:-1], 3)
     return ((object_rgb + (1 - amount) * background).clamp(0, 1) * 255).byte()
 
 
-def save_strip(video: torch.Tensor, path: str, scale: int = 8) -> None:
-    """Write the frames of a latent video (16, T, H, W) side by side as a PNG."""
+def save_strip(videos: torch.Tensor | list[torch.Tensor], path: str, scale: int = 8) -> None:
+    """Write latent videos (16, T, H, W) as a PNG: one row per video, its frames side by side."""
     from PIL import Image
 
-    rgb = to_rgb(video)  # (T, H, W, 3)
-    strip = torch.cat(list(rgb), dim=1).repeat_interleave(scale, 0).repeat_interleave(scale, 1)
-    Image.fromarray(strip.numpy()).save(path)
+    rows = [torch.cat(list(to_rgb(video)), dim=1) for video in (videos if isinstance(videos, list) else [videos])]
+    picture = torch.cat(rows, dim=0).repeat_interleave(scale, 0).repeat_interleave(scale, 1)
+    Image.fromarray(picture.numpy()).save(path)

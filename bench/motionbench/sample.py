@@ -18,8 +18,7 @@ import torch
 from fym.host import PROJECTIONS, WanHost
 from fym.lora import MotionLoRA, merged_delta
 
-from . import world
-from .pretrain import SHIFT
+from . import SHIFT, world
 
 
 def sigma_grid(steps: int, shift: float = SHIFT) -> torch.Tensor:

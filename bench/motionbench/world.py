@@ -38,7 +38,11 @@ COLORS = ("red", "blue", "green", "yellow", "purple", "orange", "white", "black"
 SHAPES = ("ball", "box", "diamond")
 SCENES = ("meadow", "desert", "ocean", "city")
 CATEGORIES = ("single", "multi", "camera", "nonrigid")
-OBJECT_NORM = 4.0  # norm of an object's 16-channel signature (about 1 per channel)
+# Magnitudes put a clip at about unit variance per element, as Wan's VAE latents are normalised. At the first
+# design's scale (objects about 1 per channel, variance 0.18) the model's error in passing the noise through
+# (v = noise - x0) swamped the data: x0 predictions at sigma >= 0.6 were speckle (PRETRAIN.md).
+OBJECT_NORM = 9.6  # norm of an object's 16-channel signature (about 2.4 per channel)
+SCENE_LEVEL, SCENE_WAVE = 2.9, 2.4  # a scene's constant level and its waves' amplitude
 OBJECT_RADIUS = 2.2  # latent pixels at zoom 1
 WORM_RADIUS = 1.5
 EDGE = 0.35  # softness of object edges, latent pixels
@@ -111,11 +115,11 @@ def _scene_pattern(scene: str, wx: torch.Tensor, wy: torch.Tensor) -> torch.Tens
     angles = torch.rand(2, generator=generator) * math.pi
     phases = torch.rand(2, generator=generator) * 2 * math.pi
     k = 2 * math.pi / torch.tensor([9.0, 6.5])
-    waves = [
-        torch.sin(k[i] * (torch.cos(angles[i]) * wx + torch.sin(angles[i]) * wy) + phases[i]) for i in range(2)
-    ]
+    waves = [torch.sin(k[i] * (torch.cos(angles[i]) * wx + torch.sin(angles[i]) * wy) + phases[i]) for i in range(2)]
     first, second = _E[8 + 2 * index], _E[9 + 2 * index]
-    return first[:, None, None] * (1.2 + 1.0 * waves[0]) + second[:, None, None] * (1.0 * waves[1])
+    return first[:, None, None] * (SCENE_LEVEL + SCENE_WAVE * waves[0]) + second[:, None, None] * (
+        SCENE_WAVE * waves[1]
+    )
 
 
 def _shape_distance(shape: str, dx: torch.Tensor, dy: torch.Tensor, radius: float) -> torch.Tensor:
