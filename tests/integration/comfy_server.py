@@ -19,6 +19,7 @@ UNET_NAME = "fym_tiny_wan21_t2v.safetensors"
 UNET_3LAYER_NAME = "fym_tiny_wan21_t2v_3layer.safetensors"
 VAE_NAME = "fym_random_wan21_vae.safetensors"
 TEST_CLIP_NAME = "fym_test_clip.mp4"
+MOTIONBENCH_UNET_NAME = "fym_motionbench_wan21_t2v.safetensors"  # built from bench/motionbench when present
 
 
 class ComfyServerError(RuntimeError):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .comfy_server import TEST_CLIP_NAME, UNET_3LAYER_NAME, UNET_NAME, VAE_NAME, ComfyServer
+from .comfy_server import MOTIONBENCH_UNET_NAME, TEST_CLIP_NAME, UNET_3LAYER_NAME, UNET_NAME, VAE_NAME, ComfyServer
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -67,6 +67,7 @@ class ComfyModels:
     loras_dir: Path
     custom_nodes_dir: Path
     extra_model_paths: Path
+    motionbench_unet: Path | None  # None when bench/motionbench/motionbench_wan.safetensors was not built
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -121,6 +122,19 @@ def _build_tiny_wan21(path: Path, config: dict = TINY_WAN21_CONFIG, seed: int = 
     assert len(patcher.model.diffusion_model.blocks) == config["num_layers"]
 
 
+def _convert_motionbench_wan(path: Path) -> bool:
+    """The pre-trained MotionBench Wan (diffusers keys) renamed to ComfyUI keys at `path`; False if it was
+    never built (python -m bench.motionbench.pretrain)."""
+    import safetensors.torch
+
+    from bench.motionbench import model
+
+    if not os.path.exists(model.WEIGHTS):
+        return False
+    safetensors.torch.save_file(model.to_comfy_state_dict(safetensors.torch.load_file(model.WEIGHTS)), str(path))
+    return True
+
+
 def _build_random_wan21_vae(path: Path) -> None:
     import comfy.ldm.wan.vae
     import comfy.sd
@@ -161,6 +175,7 @@ def comfy_models(comfy_dir, tmp_path_factory) -> ComfyModels:
     _build_tiny_wan21(unet_path)
     _build_tiny_wan21(unet_3layer_path, TINY_WAN21_3LAYER_CONFIG, seed=2)
     _build_random_wan21_vae(vae_path)
+    motionbench_unet = dirs["diffusion_models"] / MOTIONBENCH_UNET_NAME
 
     extra_model_paths = root / "extra_model_paths.yaml"
     config = {"fym_integration_tests": {name: str(d) for name, d in dirs.items()}}
@@ -173,6 +188,7 @@ def comfy_models(comfy_dir, tmp_path_factory) -> ComfyModels:
         loras_dir=dirs["loras"],
         custom_nodes_dir=dirs["custom_nodes"],
         extra_model_paths=extra_model_paths,
+        motionbench_unet=motionbench_unet if _convert_motionbench_wan(motionbench_unet) else None,
     )
 
 

@@ -3,12 +3,15 @@
 Loaded by a real ComfyUI server (via a symlink in the test custom_nodes dir),
 it stands in for things the tiny test setup lacks: a text encoder
 (`FYMTest_RandomConditioning`), an input video (`FYMTest_SyntheticVideo`),
-a way to read a LATENT back from the server (`FYMTest_LatentStats`) and a
+a way to read a LATENT back from the server (`FYMTest_LatentStats`), a
 LATENT pass-through that defeats the output cache or poisons the latent
-(`FYMTest_LatentOp`).
+(`FYMTest_LatentOp`) and MotionBench-mini reference clips with their captions
+(`FYMTest_MotionBenchClip`).
 """
 
 import os
+import sys
+from pathlib import Path
 
 import folder_paths
 import torch
@@ -126,10 +129,61 @@ class LatentOp(io.ComfyNode):
         return io.NodeOutput(latent)
 
 
+def motionbench_world():
+    """bench.motionbench.world from this repository (this folder is symlinked into custom_nodes)."""
+    root = str(Path(__file__).resolve().parents[3])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from bench.motionbench import world
+
+    return world
+
+
+class MotionBenchClip(io.ComfyNode):
+    """A MotionBench-mini reference clip as ComfyUI LATENTs (the world's latents are model-space, so they go
+    through Wan 2.1's process_out, as a VAE encode would give them), with its caption, the target caption
+    (same motion, new objects) and the empty caption, since the tests have no text encoder."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FYMTest_MotionBenchClip",
+            category="FYM/test",
+            inputs=[io.Combo.Input("clip", options=[name for name, _, _ in motionbench_world().reference_clips()])],
+            outputs=[
+                io.Latent.Output("video_latent"),
+                io.Latent.Output("frame_latents"),
+                io.Conditioning.Output("reference_caption"),
+                io.Conditioning.Output("target_caption"),
+                io.Conditioning.Output("empty_caption"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, clip) -> io.NodeOutput:
+        import comfy.latent_formats
+
+        world = motionbench_world()
+        _, reference, targets = next(entry for entry in world.reference_clips() if entry[0] == clip)
+        video = comfy.latent_formats.Wan21().process_out(world.render(reference)[None])  # (1, 16, T, H, W)
+        frames = video[0].transpose(0, 1).unsqueeze(2).contiguous()  # (T, 16, 1, H, W)
+
+        def conditioning(context):
+            return [[context[None], {}]]
+
+        return io.NodeOutput(
+            {"samples": video},
+            {"samples": frames},
+            conditioning(world.caption(reference)),
+            conditioning(world.caption(reference.with_appearances(targets))),
+            conditioning(world.empty_caption()),
+        )
+
+
 class FYMTestExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [RandomConditioning, SyntheticVideo, LatentStats, LatentOp]
+        return [RandomConditioning, SyntheticVideo, LatentStats, LatentOp, MotionBenchClip]
 
 
 async def comfy_entrypoint() -> FYMTestExtension:
