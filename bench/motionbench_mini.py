@@ -1,6 +1,6 @@
 """MotionBench-mini: does Follow-Your-Motion's motion transfer work? Measured on a CPU, in one command.
 
-    python bench/motionbench_mini.py            # 8 reference clips x 1 seed, about 25 minutes on one thread
+    python bench/motionbench_mini.py --threads 2  # 8 reference clips x 1 seed, about 18 minutes on two threads
     python bench/motionbench_mini.py --seeds 2  # x 2 seeds
 
 Needs bench/motionbench/motionbench_wan.safetensors (python -m bench.motionbench.pretrain). For every reference
