@@ -6,7 +6,7 @@ builds the weights), `sample` (Euler sampler with LoRAs merged), `metrics` (trac
 Used by bench/motionbench_mini.py and the ComfyUI motion-transfer test (tests/integration).
 """
 
-SHIFT = 2.0  # flow-matching noise-level shift of pre-training, LoRA training and sampling alike
+SHIFT = 2.0  # flow-matching noise-level shift of LoRA training and sampling (pre-training: pretrain.PRETRAIN_SHIFT)
 
 # LoRA settings for this model (the benchmark's and the ComfyUI motion-transfer test's): the paper's
 # recipe with the schedule scaled to a 14 M-parameter model and a CPU budget (steps, lr, rank), and the sparse

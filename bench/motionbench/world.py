@@ -117,9 +117,8 @@ def _scene_pattern(scene: str, wx: torch.Tensor, wy: torch.Tensor) -> torch.Tens
     k = 2 * math.pi / torch.tensor([9.0, 6.5])
     waves = [torch.sin(k[i] * (torch.cos(angles[i]) * wx + torch.sin(angles[i]) * wy) + phases[i]) for i in range(2)]
     first, second = _E[8 + 2 * index], _E[9 + 2 * index]
-    return first[:, None, None] * (SCENE_LEVEL + SCENE_WAVE * waves[0]) + second[:, None, None] * (
-        SCENE_WAVE * waves[1]
-    )
+    along_first = first[:, None, None] * (SCENE_LEVEL + SCENE_WAVE * waves[0])
+    return along_first + second[:, None, None] * (SCENE_WAVE * waves[1])
 
 
 def _shape_distance(shape: str, dx: torch.Tensor, dy: torch.Tensor, radius: float) -> torch.Tensor:

@@ -42,7 +42,7 @@ def train(steps: int, weight_decay: float) -> dict:
 
 
 def sampling(tag: str, model: list) -> dict:
-    """ModelSamplingSD3 (the pre-training shift) -> KSampler on the target caption -> saved latent."""
+    """ModelSamplingSD3 (the sampling shift, SHIFT) -> KSampler on the target caption -> saved latent."""
     return {
         f"shift_{tag}": {"class_type": "ModelSamplingSD3", "inputs": {"model": model, "shift": SHIFT}},
         f"sample_{tag}": {
