@@ -39,7 +39,7 @@ from bench.motionbench import LORA, SHIFT, metrics, model, world  # noqa: E402
 from bench.motionbench.sample import merged, sample  # noqa: E402
 from fym.config import SPATIAL, TEMPORAL, ClassifyConfig  # noqa: E402
 from fym.diffusers_host import DiffusersWan  # noqa: E402
-from fym.heads import HeadMap, classify_heads, split_if_one_sided  # noqa: E402
+from fym.heads import HeadMap, classify_heads, format_overrides, split_if_one_sided  # noqa: E402
 from fym.train import train_stage  # noqa: E402
 
 VARIANTS = ("full", "naive_lora", "no_adaptive_rope", "no_sparse", "no_motion_loss", "base", "oracle")
@@ -77,8 +77,8 @@ class SavedTensors:
 def all_heads(head_map: HeadMap, kind: str) -> HeadMap:
     """The head map with every head forced to `kind` (naive LoRA: all heads in a stage)."""
     shape = head_map.shape
-    overrides = ", ".join(f"{i}.{h}={kind[0]}" for i in range(shape.num_layers) for h in range(shape.num_heads))
-    return head_map.with_changes(overrides=overrides)
+    kinds = {(i, h): kind for i in range(shape.num_layers) for h in range(shape.num_heads)}
+    return head_map.with_changes(overrides=format_overrides(kinds))
 
 
 def stage_configs(args) -> dict:

@@ -138,6 +138,13 @@ class HeadMap:
     def count(self, kind: str) -> int:
         return sum(len(h) for h in self.heads(kind).values())
 
+    def as_overrides(self) -> str:
+        """Every head's current type as override text ("0.0=s, 0.1=t, ..."), which pins this split."""
+        shape = self.shape
+        return format_overrides(
+            {(i, h): self.kind(i, h) for i in range(shape.num_layers) for h in range(shape.num_heads)}
+        )
+
     def with_changes(self, alpha: float | None = None, overrides: str = "") -> HeadMap:
         """A copy with another alpha and/or extra overrides parsed from text like "0.3=t, 5.11=spatial"."""
         extra = parse_overrides(overrides, self.shape)
@@ -185,8 +192,13 @@ def split_if_one_sided(head_map: HeadMap) -> tuple[HeadMap, bool]:
         for i in range(shape.num_layers) for h in range(shape.num_heads)
     )  # fmt: skip
     half = len(ranked) // 2
-    overrides = ", ".join(f"{i}.{h}={'t' if n < half else 's'}" for n, (_, i, h) in enumerate(ranked))
-    return head_map.with_changes(overrides=overrides), True
+    kinds = {(i, h): TEMPORAL if n < half else SPATIAL for n, (_, i, h) in enumerate(ranked)}
+    return head_map.with_changes(overrides=format_overrides(kinds)), True
+
+
+def format_overrides(kinds: dict[tuple[int, int], str]) -> str:
+    """{(layer, head): "spatial" | "temporal"} -> override text "0.3=t, 5.11=s" (parse_overrides reads it)."""
+    return ", ".join(f"{layer}.{head}={kind[0]}" for (layer, head), kind in sorted(kinds.items()))
 
 
 def parse_overrides(text: str, shape: WanShape) -> dict[str, str]:

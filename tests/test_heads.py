@@ -112,3 +112,14 @@ def test_one_sided_head_map_is_split_by_score():
     assert split.heads("temporal") == {0: [0], 1: [1]}  # the two lowest ratios: 0.5 and 0.6
     assert split.heads("spatial") == {0: [1], 1: [0]}
     assert split_if_one_sided(split) == (split, False)
+
+
+def test_as_overrides_pins_the_split_through_the_override_text():
+    shape = WanShape(num_layers=2, num_heads=3, head_dim=8)
+    scored = HeadMap(shape, [[2.0, 0.1, 2.0], [0.1, 2.0, 0.1]], [[1.0] * 3] * 2, 1.3, [0.5], 1, 16)
+    text = scored.as_overrides()
+    assert parse_overrides(text, shape) == {
+        "0.0": "spatial", "0.1": "temporal", "0.2": "spatial", "1.0": "temporal", "1.1": "spatial", "1.2": "temporal",
+    }  # fmt: skip
+    flipped = scored.with_changes(alpha=100.0)  # every head temporal by score...
+    assert flipped.with_changes(overrides=text).heads("spatial") == scored.heads("spatial")  # ...unless pinned

@@ -80,11 +80,7 @@ def benchmark_split() -> str:
         DiffusersWan(model.load()), world.render(reference)[None], world.caption(reference)[None],
         ClassifyConfig(num_queries=256, seed=SEED),
     )  # fmt: skip
-    head_map, _ = split_if_one_sided(scored)
-    shape = head_map.shape
-    return ", ".join(
-        f"{i}.{h}={head_map.kind(i, h)[0]}" for i in range(shape.num_layers) for h in range(shape.num_heads)
-    )
+    return split_if_one_sided(scored)[0].as_overrides()
 
 
 def motion_transfer_graph() -> dict:
