@@ -4,8 +4,9 @@ Tracking. Every object colour lies in the colour subspace E[0:8] and every backg
 so the objectness of a latent pixel is the norm of its projection on the colour subspace, whatever the colour.
 Per frame: pixels with objectness > half an object's signature norm, 4-connected components, the `count`
 heaviest kept, objectness-weighted centroids, linked over frames by least total displacement. For the worm
-the two body ends are added: centroid +- sqrt(3 lambda_1) e_1 (principal axis; a uniform segment of length L
-has variance L^2 / 12), oriented consistently over frames. The same tracker runs on reference and generated
+the two body ends are added: centroid +- sqrt(3 (lambda_1 - lambda_2)) e_1 (principal axis; a uniform segment
+of length L has variance L^2 / 12, and the body's thickness adds about lambda_2 to it), oriented consistently
+over frames. The same tracker runs on reference and generated
 videos, so neither side gets ground truth the other lacks (tests check it against the true tracks).
 
 Metrics of one generated video against its reference clip:
@@ -108,7 +109,7 @@ def track(video: torch.Tensor, count: int, worm: bool = False) -> dict:
             cov = (w[:, None, None] * centred[:, :, None] * centred[:, None, :]).sum(0)
             values, vectors = torch.linalg.eigh(cov)
             axes[k, t] = vectors[:, -1]
-            half[k, t] = math.sqrt(max(3 * float(values[-1]), 0.0))
+            half[k, t] = math.sqrt(max(3 * float(values[-1] - values[0]), 0.0))  # thickness taken out
         for k in range(count):  # lost objects stay where they were last seen (or at the first detection)
             if not found[k, t]:
                 centroids[k, t] = previous[k] if previous is not None else (

@@ -42,10 +42,10 @@ CATEGORIES = ("single", "multi", "camera", "nonrigid")
 # design's scale (objects about 1 per channel, variance 0.18) the model's error in passing the noise through
 # (v = noise - x0) swamped the data: x0 predictions at sigma >= 0.6 were speckle (PRETRAIN.md).
 OBJECT_NORM = 9.6  # norm of an object's 16-channel signature (about 2.4 per channel)
-SCENE_LEVEL, SCENE_WAVE = 2.9, 2.4  # a scene's constant level and its waves' amplitude
-OBJECT_RADIUS = 2.2  # latent pixels at zoom 1
-WORM_RADIUS = 1.5
-EDGE = 0.35  # softness of object edges, latent pixels
+SCENE_LEVEL, SCENE_WAVE = 2.9, 1.2  # a scene's constant level and its waves' amplitude
+OBJECT_RADIUS = 2.7  # latent pixels at zoom 1
+WORM_RADIUS = 1.9
+EDGE = 0.6  # softness of object edges, latent pixels
 _BASIS_SEED = 1234
 
 
@@ -352,8 +352,8 @@ def reference_clips(frames: int = FRAMES) -> list[tuple[str, Clip, tuple[tuple[s
                               _bounce(frames, 3.0, 13.0, 12.5, 7.0, 2.0)[None], _still(frames)),
         [("purple", "ball")])  # fmt: skip
 
-    circle = _circle(frames, (8.0, 8.0), 3.0, 0.0, 1.6 * math.pi)
-    side = torch.tensor([3.0, 0.0])
+    circle = _circle(frames, (8.0, 8.0), 2.5, 0.0, 1.6 * math.pi)
+    side = torch.tensor([3.5, 0.0])
     add("multi-circle-pair", Clip("multi", "ocean", (("yellow", "ball"), ("red", "box")),
                                   torch.stack([circle - side, circle + side]), _still(frames)),
         [("white", "diamond"), ("green", "ball")])  # fmt: skip
