@@ -68,8 +68,8 @@ def sampling(tag: str, model: list) -> dict:
 
 
 def benchmark_split() -> str:
-    """Classify Heads overrides that give the benchmark's head split for CLIP: alpha 1.3 calls every head of this
-    model temporal (bench/motionbench/README.md), so the bench splits them in half by score."""
+    """Classify Heads overrides that pin the benchmark's head split for CLIP (the bench splits the heads in half by
+    score when alpha 1.3 puts them all on one side, as it did on the v4 model)."""
     from bench.motionbench import model
     from fym.config import ClassifyConfig
     from fym.diffusers_host import DiffusersWan
@@ -163,7 +163,7 @@ def test_the_no_lora_floor_does_not_follow_the_reference(scores):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the CPU-pretrained MotionBench Wan cannot yet generate clean objects from pure noise "
+    reason="on the CPU-pretrained MotionBench Wan no LoRA yet imprints a motion, not even its own reference's "
     "(bench/motionbench/PRETRAIN.md); remove this mark when the benchmark beats its floor",
 )
 def test_temporal_lora_transfers_the_reference_motion(scores):
