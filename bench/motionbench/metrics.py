@@ -6,8 +6,8 @@ Per frame: pixels with objectness > half an object's signature norm, 4-connected
 heaviest kept, objectness-weighted centroids, linked over frames by least total displacement. For the worm
 the two body ends are added: centroid +- sqrt(3 (lambda_1 - lambda_2)) e_1 (principal axis; a uniform segment
 of length L has variance L^2 / 12, and the body's thickness adds about lambda_2 to it), oriented consistently
-over frames. The same tracker runs on reference and generated
-videos, so neither side gets ground truth the other lacks (tests check it against the true tracks).
+over frames. The same tracker runs on reference and generated videos, so neither side gets ground truth the other
+lacks (tests check it against the true tracks).
 
 Metrics of one generated video against its reference clip:
 - motion_fidelity (up, -1..1): the tracklet similarity of Yatim et al. (Space-Time Diffusion Features, 2024),

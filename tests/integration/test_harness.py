@@ -16,6 +16,27 @@ def load_saved_latent(entry: dict, node_id: str):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def ksampler(
+    model: list, positive: list, negative: list, latent: list, seed: int, steps: int, cfg: float = 1.0
+) -> dict:
+    """A core KSampler node (euler, simple schedule, full denoise) for an API graph; inputs are node links."""
+    return {
+        "class_type": "KSampler",
+        "inputs": {
+            "model": model,
+            "seed": seed,
+            "steps": steps,
+            "cfg": cfg,
+            "sampler_name": "euler",
+            "scheduler": "simple",
+            "positive": positive,
+            "negative": negative,
+            "latent_image": latent,
+            "denoise": 1.0,
+        },
+    }
+
+
 def random_conditioning(seed):
     return {"class_type": "FYMTest_RandomConditioning", "inputs": {"seed": seed, "length": 512, "dim": 4096}}
 
@@ -51,21 +72,7 @@ def test_tiny_wan21_t2v_samples(comfy):
             "class_type": "EmptyHunyuanLatentVideo",
             "inputs": {"width": 64, "height": 64, "length": 9, "batch_size": 1},
         },
-        "sample": {
-            "class_type": "KSampler",
-            "inputs": {
-                "model": ["shift", 0],
-                "seed": 0,
-                "steps": 2,
-                "cfg": 1.0,
-                "sampler_name": "euler",
-                "scheduler": "simple",
-                "positive": ["pos", 0],
-                "negative": ["neg", 0],
-                "latent_image": ["latent", 0],
-                "denoise": 1.0,
-            },
-        },
+        "sample": ksampler(["shift", 0], ["pos", 0], ["neg", 0], ["latent", 0], seed=0, steps=2),
         "save": {
             "class_type": "FYMTest_LatentStats",
             "inputs": {"latent": ["sample", 0], "filename_prefix": "harness_t2v"},

@@ -14,7 +14,7 @@ import pytest
 from bench.motionbench import LORA, SHIFT, metrics, world
 
 from .comfy_server import MOTIONBENCH_UNET_NAME
-from .test_harness import load_saved_latent
+from .test_harness import ksampler, load_saved_latent
 
 CLIP = "single-zigzag"  # a zigzag: far from the pre-training family of smooth quadratic curves
 SEED = 0
@@ -45,21 +45,9 @@ def sampling(tag: str, model: list) -> dict:
     """ModelSamplingSD3 (the sampling shift, SHIFT) -> KSampler on the target caption -> saved latent."""
     return {
         f"shift_{tag}": {"class_type": "ModelSamplingSD3", "inputs": {"model": model, "shift": SHIFT}},
-        f"sample_{tag}": {
-            "class_type": "KSampler",
-            "inputs": {
-                "model": [f"shift_{tag}", 0],
-                "seed": SEED,
-                "steps": LORA["sample_steps"],
-                "cfg": 1.0,
-                "sampler_name": "euler",
-                "scheduler": "simple",
-                "positive": ["clip", 3],
-                "negative": ["clip", 4],
-                "latent_image": ["empty", 0],
-                "denoise": 1.0,
-            },
-        },
+        f"sample_{tag}": ksampler(
+            [f"shift_{tag}", 0], ["clip", 3], ["clip", 4], ["empty", 0], SEED, steps=LORA["sample_steps"]
+        ),
         f"save_{tag}": {
             "class_type": "FYMTest_LatentStats",
             "inputs": {"latent": [f"sample_{tag}", 0], "filename_prefix": f"motion_{tag}"},

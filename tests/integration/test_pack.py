@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from .comfy_server import TEST_CLIP_NAME, UNET_3LAYER_NAME, UNET_NAME, VAE_NAME, PromptRejected
-from .test_harness import load_saved_latent, random_conditioning
+from .test_harness import ksampler, load_saved_latent, random_conditioning
 from .workflow_api import ui_to_api, widget_inputs, widget_values
 
 WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "workflows").glob("*.json"))
@@ -147,21 +147,9 @@ def sampling_nodes(model: list, prefix: str, tag: str = "", seed: int = 7, cfg: 
             "class_type": "FYMTest_LatentOp",
             "inputs": {"latent": [f"empty{tag}", 0], "op": "identity", "nonce": nonce},
         },
-        f"sample{tag}": {
-            "class_type": "KSampler",
-            "inputs": {
-                "model": [f"shift{tag}", 0],
-                "seed": seed,
-                "steps": 2,
-                "cfg": cfg,
-                "sampler_name": "euler",
-                "scheduler": "simple",
-                "positive": [f"pos{tag}", 0],
-                "negative": [f"neg{tag}", 0],
-                "latent_image": [f"nonce{tag}", 0],
-                "denoise": 1.0,
-            },
-        },
+        f"sample{tag}": ksampler(
+            [f"shift{tag}", 0], [f"pos{tag}", 0], [f"neg{tag}", 0], [f"nonce{tag}", 0], seed, steps=2, cfg=cfg
+        ),
         f"save{tag}": {
             "class_type": "FYMTest_LatentStats",
             "inputs": {"latent": [f"sample{tag}", 0], "filename_prefix": prefix},
