@@ -32,6 +32,16 @@ def test_render_is_deterministic_and_shaped():
     assert latents.shape == (2, 16, 5, 16, 16) and captions.shape == (2, world.CAPTION_LEN, world.TEXT_DIM)
 
 
+@pytest.mark.parametrize("sharp", [True, False])
+def test_waypoint_paths_pass_through_every_waypoint(sharp):
+    points = torch.tensor([[3.0, 4.0], [10.0, 5.0], [6.0, 12.0], [12.0, 11.0]])
+    path = world._waypoint_path(points, torch.linspace(0, 3, 13), sharp)  # 4 samples per segment
+    assert torch.allclose(path[::4], points, atol=1e-5)
+    midpoint = path[2]  # half-way along the first segment
+    straight = torch.allclose(midpoint, points[:2].mean(0), atol=1e-5)
+    assert straight == sharp  # polyline: on the chord; spline: bent by the next waypoint
+
+
 def test_captions_are_fixed_word_sums_with_zero_padding():
     words = ["red", "ball", "moves", "on", "meadow"]
     context = world.embed(words)

@@ -15,7 +15,7 @@ exact, appearance-agnostic and appearance-specific read-outs of a latent (see me
 
 Four categories, as in the paper's MotionBench:
 - single:   one object moving;
-- multi:    two objects moving as a group, keeping (slowly changing) relative positions;
+- multi:    two objects moving as a group at a fixed distance, the pair turning (up to half a turn);
 - camera:   static objects, the camera pans and zooms (background and objects move together on screen);
 - nonrigid: a worm (capsule) that stretches and contracts (inchworm gait) while it crawls.
 
@@ -229,22 +229,37 @@ def empty_caption() -> torch.Tensor:
 # ------------------------------------------------------------------------------- random clips (pre-training)
 
 
-def _bezier(points: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Quadratic Bezier through control points (3, 2) at times t (T,): (T, 2)."""
-    t = t[:, None]
-    return (1 - t) ** 2 * points[0] + 2 * (1 - t) * t * points[1] + t**2 * points[2]
+def _waypoint_path(points: torch.Tensor, s: torch.Tensor, sharp: bool) -> torch.Tensor:
+    """A path through waypoints (K, 2) at segment parameters s (T,) in [0, K - 1]: (T, 2).
+
+    sharp: straight segments with corners (a polyline); else a Catmull-Rom spline (smooth, through every point).
+    """
+    last = points.shape[0] - 2
+    index = s.floor().long().clamp(0, last)
+    u = (s - index)[:, None]
+    a, b = points[index], points[index + 1]
+    if sharp:
+        return a + u * (b - a)
+    padded = torch.cat([2 * points[:1] - points[1:2], points, 2 * points[-1:] - points[-2:-1]])
+    tangent_a = 0.5 * (padded[index + 2] - padded[index])
+    tangent_b = 0.5 * (padded[index + 3] - padded[index + 1])
+    u2, u3 = u**2, u**3
+    return (2 * u3 - 3 * u2 + 1) * a + (u3 - 2 * u2 + u) * tangent_a + (-2 * u3 + 3 * u2) * b + (u3 - u2) * tangent_b
 
 
 def _random_path(generator: torch.Generator, frames: int, low: float, high: float) -> torch.Tensor:
-    """A smooth random path (T, 2): a quadratic Bezier with controls in [low, high]^2, random timing.
+    """A random path (T, 2) through 2-5 random waypoints in [low, high]^2, smooth or with sharp corners (even odds),
+    at a random ease-in / ease-out speed: straight lines, arcs, S-curves, loops, zigzags, bounces.
 
-    Pre-training motions are all of this family (quadratic curves); the benchmark's reference motions are
-    not (zigzags, circles, bounces), so the model has never seen them.
+    The benchmark's reference motions are fixed shapes (zigzags, circles, bounces) that no draw of this family
+    repeats: PRETRAIN.md measures how far the nearest of many draws stays from each.
     """
-    controls = low + (high - low) * torch.rand(3, 2, generator=generator)
-    speed_bias = 0.6 + 0.8 * float(torch.rand(1, generator=generator))  # ease in / out
-    t = torch.linspace(0, 1, frames) ** speed_bias
-    return _bezier(controls, t)
+    count = int(torch.randint(2, 6, (1,), generator=generator))
+    points = low + (high - low) * torch.rand(count, 2, generator=generator)
+    sharp = bool(torch.rand(1, generator=generator) < 0.5)
+    speed_bias = 0.6 + 0.8 * float(torch.rand(1, generator=generator))
+    s = (count - 1) * torch.linspace(0, 1, frames) ** speed_bias
+    return _waypoint_path(points, s, sharp)
 
 
 def random_clip(generator: torch.Generator, category: str | None = None, frames: int = FRAMES) -> Clip:
@@ -266,13 +281,15 @@ def random_clip(generator: torch.Generator, category: str | None = None, frames:
         colors = torch.randperm(len(COLORS), generator=generator)[:2].tolist()
         appearances = tuple((COLORS[c], pick(SHAPES)) for c in colors)
         centre = _random_path(generator, frames, 5.0, 11.0)
-        angle0, turn, gap = uniform(0, 2 * math.pi), uniform(-0.8, 0.8), uniform(5.0, 7.0)
+        angle0, turn, gap = uniform(0, 2 * math.pi), uniform(-math.pi, math.pi), uniform(5.0, 7.0)
         angles = angle0 + turn * torch.linspace(0, 1, frames)
         offset = 0.5 * gap * torch.stack([torch.cos(angles), torch.sin(angles)], -1)
         return Clip(category, scene, appearances, torch.stack([centre - offset, centre + offset]), still)
     if category == "camera":
         centre = _random_path(generator, frames, 5.0, 11.0)
-        zoom = torch.linspace(uniform(0.8, 1.25), uniform(0.8, 1.25), frames)
+        t = torch.linspace(0, 1, frames)
+        zoom = uniform(0.8, 1.25) + uniform(-0.3, 0.3) * t + uniform(-0.3, 0.3) * torch.sin(math.pi * t)
+        zoom = zoom.clamp(0.7, 1.4)
         camera = torch.cat([centre, zoom[:, None]], -1)
         position = torch.tensor([uniform(5.5, 10.5), uniform(5.5, 10.5)]).repeat(frames, 1)
         return Clip(category, scene, ((pick(COLORS), pick(SHAPES)),), position[None], camera)
