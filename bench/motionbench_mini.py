@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
 import torch
@@ -110,9 +112,9 @@ def timed_stage(host, stage, latents, context, head_map, config):
 
 def run_clip(host, name, clip, targets, seed, configs, args) -> dict:
     """Every variant on one (clip, seed): {variant: {"tune_s", "act_mib", strength: metrics}}."""
-    reference = world.render(clip)[None]  # (1, 16, T, H, W)
-    context = world.caption(clip)[None]
-    target_context = world.caption(clip.with_appearances(targets))[None]
+    reference = world.render(clip)[None].to(args.device)  # (1, 16, T, H, W)
+    context = world.caption(clip)[None].to(args.device)
+    target_context = world.caption(clip.with_appearances(targets))[None].to(args.device)
     frames = reference[0].transpose(0, 1).unsqueeze(2)  # (T, 16, 1, H, W) single-frame latents
     noise = torch.randn(reference.shape, generator=torch.Generator().manual_seed(10_000 + seed))
     classify = ClassifyConfig(num_queries=256, seed=seed)
@@ -124,6 +126,7 @@ def run_clip(host, name, clip, targets, seed, configs, args) -> dict:
     def generate(loras, caption=target_context, looks=targets):
         with merged(host, loras):
             video = sample(host, caption, seed, args.sample_steps, args.cfg, noise=noise, shift=args.sample_shift)[0]
+            video = video.cpu()
         return metrics.evaluate(video, clip, looks), video
 
     spatial_runs = {}
@@ -145,8 +148,8 @@ def run_clip(host, name, clip, targets, seed, configs, args) -> dict:
                   "act_mib": max(spatial_mib, temporal_mib)}  # fmt: skip
         for strength in args.strengths:
             result[str(strength)], video = generate([(temporal.lora, strength)])
-            if args.strips and strength == args.strengths[0]:
-                metrics.save_strip(video, os.path.join(args.strips, f"{name}_s{seed}_{variant}.png"), 6)
+            if args.strips:
+                metrics.save_strip(video, os.path.join(args.strips, f"{name}_s{seed}_{variant}_at{strength}.png"), 6)
         out[variant] = result
         if variant == "full":  # sanity: spatial + temporal LoRA at 1 with the reference caption re-create it?
             recon, video = generate([(spatial.lora, 1.0), (temporal.lora, 1.0)], context, clip.appearances)
@@ -165,10 +168,25 @@ def run_clip(host, name, clip, targets, seed, configs, args) -> dict:
     out["oracle"] = {"tune_s": 0.0, "act_mib": 0.0, **{str(s): oracle for s in args.strengths}}
     if args.strips:
         metrics.save_strip(video, os.path.join(args.strips, f"{name}_s{seed}_base.png"), 6)
-        metrics.save_strip(reference[0], os.path.join(args.strips, f"{name}_reference.png"), 6)
+        metrics.save_strip(reference[0].cpu(), os.path.join(args.strips, f"{name}_reference.png"), 6)
     print(f"  {name} seed {seed} base  MF {base['motion_fidelity']:.3f} err {base['track_error']:.2f} "
           f"app {base['appearance']:.2f}", flush=True)  # fmt: skip
     return out
+
+
+_WORKER: dict = {}
+
+
+def _start_worker(args) -> None:
+    """Load the model once per process (the benchmark's worker processes, or the main one)."""
+    torch.set_num_threads(args.threads)
+    _WORKER.update(args=args, configs=stage_configs(args), host=DiffusersWan(model.load(args.weights).to(args.device)))
+
+
+def _run_job(job) -> dict:
+    name, clip, targets, seed = job
+    print(f"[{name} seed {seed}]", flush=True)
+    return run_clip(_WORKER["host"], name, clip, targets, seed, _WORKER["configs"], _WORKER["args"])
 
 
 def summarise(runs: list[dict], strengths: list[float]) -> dict:
@@ -213,8 +231,8 @@ def markdown(summary: dict, categories: dict, args, seconds: float, heads: list)
     lines = [
         "# MotionBench-mini results",
         "",
-        f"Command: `{' '.join(['python'] + sys.argv)}`; total {seconds / 60:.1f} min on "
-        f"{torch.get_num_threads()} CPU thread(s).",
+        f"Command: `{' '.join(['python'] + sys.argv)}`; total {seconds / 60:.1f} min on {args.device} "
+        f"({args.workers} process(es) x {args.threads} thread(s)).",
         f"{args.runs} runs = {args.clip_count} reference clips x {args.seeds} seed(s); spatial {args.spatial_steps} + "
         f"temporal {args.temporal_steps} steps, rank {args.rank}, lr {args.lr}, shift {SHIFT}, sparse = "
         f"{args.count} of 9 latent frames at stride {args.stride}; sampling {args.sample_steps} Euler steps, "
@@ -250,11 +268,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rank", type=int, default=LORA["rank"])
     parser.add_argument("--stride", type=int, default=LORA["stride"])
     parser.add_argument("--count", type=int, default=LORA["count"])
-    parser.add_argument("--strengths", type=float, nargs="+", default=[0.5, 1.0])
+    parser.add_argument("--strengths", type=float, nargs="+", default=[0.5, LORA["strength"]])
     parser.add_argument("--sample-steps", type=int, default=LORA["sample_steps"])
     parser.add_argument("--cfg", type=float, default=1.0)
     parser.add_argument("--sample-shift", type=float, default=SHIFT)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--workers", type=int, default=1, help="processes running (clip, seed) jobs side by side")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--strips", default="", help="folder for PNG strips of every generated video")
     parser.add_argument("--name", default="motionbench_mini", help="results file name (bench/results/NAME.md)")
     parser.add_argument("--weights", default=model.WEIGHTS)
@@ -267,15 +287,17 @@ def main(argv: list[str] | None = None) -> int:
         wanted = args.clips.split(",")
         entries = [e for e in entries if e[0] in wanted]
     args.clip_count, args.runs = len(entries), len(entries) * args.seeds
-    host = DiffusersWan(model.load(args.weights))
-    configs = stage_configs(args)
+    jobs = [(name, clip, targets, seed) for seed in range(args.seeds) for name, clip, targets in entries]
     started = time.perf_counter()
-    runs = []
-    for seed in range(args.seeds):
-        for name, clip, targets in entries:
-            print(f"[{len(runs) + 1}/{args.runs}] {name} seed {seed}", flush=True)
-            result = run_clip(host, name, clip, targets, seed, configs, args)
-            runs.append({"clip": name, "category": clip.category, "seed": seed, "result": result})
+    if args.workers > 1:  # one model per process; on a GPU they share the device (this small model cannot fill it)
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.workers, spawn, initializer=_start_worker, initargs=(args,)) as pool:
+            results = list(pool.map(_run_job, jobs))
+    else:
+        _start_worker(args)
+        results = [_run_job(job) for job in jobs]
+    runs = [{"clip": name, "category": clip.category, "seed": seed, "result": result}
+            for (name, clip, _, seed), result in zip(jobs, results, strict=True)]  # fmt: skip
     seconds = time.perf_counter() - started
     summary = summarise(runs, args.strengths)
     categories = per_category(runs, args.strengths[0])

@@ -40,14 +40,15 @@ def sample(
     shift: float = SHIFT,
     eta: float = 0.0,
 ) -> torch.Tensor:
-    """A latent video (1, 16, frames, size, size) for caption context (L, 4096) or (1, L, 4096)."""
+    """A latent video (1, 16, frames, size, size) for caption context (L, 4096) or (1, L, 4096), on context's
+    device (noise drawn on the CPU, so a seed gives the same start on every device)."""
     context = context if context.dim() == 3 else context[None]
     generator = torch.Generator().manual_seed(seed)
     if noise is None:
         noise = torch.randn(1, world.CHANNELS, frames, size, size, generator=generator)
-    x = noise.clone()
+    x = noise.to(context.device, copy=True)
     uncond = torch.zeros_like(context)
-    sigmas = sigma_grid(steps, shift)
+    sigmas = sigma_grid(steps, shift).to(x.device)
     for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:], strict=True):
         level = sigma.view(1)
         if cfg == 1.0:
@@ -60,7 +61,7 @@ def sample(
         else:  # re-noise: keep a fraction eta of fresh noise in x_next (eta = 1: ancestral sampling)
             x0 = x - sigma * v
             eps = (x - (1 - sigma) * x0) / sigma
-            fresh = torch.randn(x.shape, generator=generator)
+            fresh = torch.randn(x.shape, generator=generator).to(x.device)
             x = (1 - sigma_next) * x0 + sigma_next * ((1 - eta**2) ** 0.5 * eps + eta * fresh)
     return x
 
@@ -88,7 +89,9 @@ def merged(host: WanHost, loras: list[tuple[MotionLoRA, float]]) -> Iterator[Non
                 host.linear(layer, projection).weight.copy_(weight)
 
 
-def check_base(host: WanHost, count: int = 16, steps: int = 24, cfg: float = 1.0, png: str = "") -> dict:
+def check_base(
+    host: WanHost, count: int = 16, steps: int = 24, cfg: float = 1.0, png: str = "", device: str = "cpu"
+) -> dict:
     """Sample `count` random pre-training captions (seeded) and measure whether the model draws the captioned
     objects (found, colour cosine) with smooth motion (second differences of tracks, vs the data's own)."""
     from . import metrics
@@ -97,7 +100,7 @@ def check_base(host: WanHost, count: int = 16, steps: int = 24, cfg: float = 1.0
     rows, strips = [], []
     for i in range(count):
         clip = world.random_clip(generator, world.CATEGORIES[i % len(world.CATEGORIES)])
-        video = sample(host, world.caption(clip), seed=i, steps=steps, cfg=cfg)[0]
+        video = sample(host, world.caption(clip).to(device), seed=i, steps=steps, cfg=cfg)[0].cpu()
         count_objects, worm = len(clip.appearances), clip.worm is not None
         tracked = metrics.track(video, count_objects, worm)
         truth = metrics.track(world.render(clip), count_objects, worm)
@@ -137,16 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cfg", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--png", default="", help="write an RGB strip of the frames here")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    host = DiffusersWan(model.load(args.weights))
+    host = DiffusersWan(model.load(args.weights).to(args.device))
     if args.check:
-        result = check_base(host, args.check, args.steps, args.cfg, args.png)
+        result = check_base(host, args.check, args.steps, args.cfg, args.png, args.device)
         print(json.dumps(result["mean"], indent=1))
         return 0
     loras = [(fym_lora.load(path), args.strength) for path in args.lora]
     with merged(host, loras):
-        video = sample(host, world.embed(args.words), args.seed, args.steps, args.cfg)[0]
+        video = sample(host, world.embed(args.words).to(args.device), args.seed, args.steps, args.cfg)[0].cpu()
     report = metrics.describe(video)
     print(report)
     if args.png:
