@@ -1,8 +1,11 @@
-"""`python -m fym demo`: the whole method through the fym API, on a small Wan 2.1 model, on a CPU.
+"""`python -m fym demo`: the whole method through the fym API on the MotionBench Wan, on a CPU.
 
-Classifies heads, trains the spatial then the temporal LoRA on a built-in synthetic reference clip (a square
-moving across a textured background, made directly in Wan's 16-channel latent space), and writes into the
-output folder: head_map.json, head_map.png, spatial/temporal LoRA files, loss plots and report.md.
+Runs from a checkout of this repository (the model, its world and metrics live in bench/motionbench). Classifies
+the heads of the shipped MotionBench Wan on a reference clip (a worm crawling on a circle while it stretches,
+a motion it never saw), trains the spatial then the temporal LoRA, then samples a new caption (another colour)
+with and without the temporal LoRA from the same noise. Writes into the output folder: head_map.json,
+head_map.png, spatial/temporal LoRA files, loss plots, motion.png (rows: reference, ideal transfer, with the
+LoRA, without) and report.md with the motion fidelity of both samples.
 """
 
 from __future__ import annotations
@@ -19,22 +22,9 @@ from tqdm import tqdm
 
 from . import __version__, lora
 from .config import SPATIAL, TEMPORAL, ClassifyConfig
-from .diffusers_host import DiffusersWan, tiny_wan
+from .diffusers_host import DiffusersWan
 from .heads import classify_heads, heat_map, split_if_one_sided
 from .train import train_stage
-
-
-def synthetic_clip(frames: int = 9, size: int = 16, seed: int = 0) -> torch.Tensor:
-    """A bright square moving diagonally over a fixed random background, in latent space: (1, 16, T, size, size)."""
-    generator = torch.Generator().manual_seed(seed)
-    background = torch.randn(16, 1, size, size, generator=generator) * 0.5
-    signature = torch.randn(16, 1, 1, 1, generator=generator).sign() * 1.5
-    clip = background.repeat(1, frames, 1, 1).clone()
-    side = size // 4
-    for t in range(frames):
-        offset = round(t * (size - side) / max(frames - 1, 1))
-        clip[:, t, offset : offset + side, offset : offset + side] = signature[:, 0]
-    return clip[None]
 
 
 def plot_losses(losses: list[float], title: str, path: str, width: int = 480, height: int = 240) -> None:
@@ -63,32 +53,45 @@ def plot_losses(losses: list[float], title: str, path: str, width: int = 480, he
     image.save(path)
 
 
-def run(out: str, spatial_steps: int, temporal_steps: int, learning_rate: float, seed: int) -> dict:
-    """Run all four stages; returns the report's facts."""
+def _motionbench():
+    try:
+        from bench import motionbench
+        from bench.motionbench import metrics, model, sample, world
+    except ImportError as error:
+        raise SystemExit(
+            f"fym demo: run it from the repository's root folder, where bench/motionbench is ({error})"
+        ) from error
+    return motionbench, metrics, model, sample, world
+
+
+def run(out: str, spatial_steps: int, temporal_steps: int, learning_rate: float, seed: int, clip_name: str) -> dict:
+    """Run all four stages and sample the transfer; returns the report's facts."""
+    motionbench, metrics, mb_model, mb_sample, world = _motionbench()
+    settings = motionbench.LORA
     os.makedirs(out, exist_ok=True)
     started = time.perf_counter()
     torch.manual_seed(seed)
-    model = tiny_wan(num_layers=4, num_heads=4, head_dim=32, seed=seed)
-    host = DiffusersWan(model)
-    video = synthetic_clip(frames=9, size=16, seed=seed)  # 9 latent frames = 33 video frames
-    context = torch.randn(1, 16, model.config.text_dim, generator=torch.Generator().manual_seed(seed))
+    host = DiffusersWan(mb_model.load())
+    _, clip, targets = next(e for e in world.reference_clips() if e[0] == clip_name)
+    video = world.render(clip)[None]  # (1, 16, 9, 16, 16): 9 latent frames = 33 video frames
+    context = world.caption(clip)[None]
     frames = video[0].transpose(0, 1).unsqueeze(2)  # (T, 16, 1, H, W): the spatial stage's single frames
 
-    print("[1/3] classifying heads")
-    # A random-weight model can put every head on one side; then split by score so both stages have heads.
+    print(f"[1/4] classifying heads on {clip_name} ({' '.join(world.caption_words(clip))})")
     head_map, _ = split_if_one_sided(classify_heads(host, video, context, ClassifyConfig(num_queries=256, seed=seed)))
     with open(os.path.join(out, "head_map.json"), "w") as handle:
         handle.write(head_map.to_json())
     Image.fromarray((heat_map(head_map) * 255).byte().numpy()).save(os.path.join(out, "head_map.png"))
 
-    stages = {}
+    stages, loras = {}, {}
     for stage, defaults, steps in (("spatial", SPATIAL, spatial_steps), ("temporal", TEMPORAL, temporal_steps)):
         config = replace(
-            defaults, steps=steps, rank=16, alpha=16.0, learning_rate=learning_rate, frame_stride=2, frame_count=5,
+            defaults, steps=steps, rank=settings["rank"], alpha=float(settings["rank"]), learning_rate=learning_rate,
+            frame_stride=settings["stride"], frame_count=settings["count"], timestep_shift=motionbench.SHIFT,
             log_every=max(1, steps // 10), seed=seed,
         )  # fmt: skip
         latents = frames if stage == "spatial" else video
-        print(f"[{2 if stage == 'spatial' else 3}/3] training the {stage} LoRA")
+        print(f"[{2 if stage == 'spatial' else 3}/4] training the {stage} LoRA")
         stage_started = time.perf_counter()
         with tqdm(total=steps, desc=f"{stage} LoRA", unit="step") as bar:
             result = train_stage(
@@ -100,6 +103,7 @@ def run(out: str, spatial_steps: int, temporal_steps: int, learning_rate: float,
         if os.path.exists(path):
             os.remove(path)  # the demo's own output folder is rewritten on every run
         lora.save(result.lora, path)
+        loras[stage] = result.lora
         plot_losses(result.losses, f"{stage} LoRA", os.path.join(out, f"{stage}_loss.png"))
         stages[stage] = {
             "steps": steps, "seconds": round(seconds, 1), "heads": head_map.count(stage),
@@ -108,8 +112,21 @@ def run(out: str, spatial_steps: int, temporal_steps: int, learning_rate: float,
             "file": os.path.basename(path),
         }  # fmt: skip
     host.detach("fym_spatial")
+
+    target = clip.with_appearances(targets)
+    print(f"[4/4] sampling '{' '.join(world.caption_words(target))}' with and without the temporal LoRA")
+    noise = torch.randn(video.shape, generator=torch.Generator().manual_seed(10_000 + seed))
+    samples = {}
+    for tag, strength in (("with_lora", settings["strength"]), ("without_lora", 0.0)):
+        with mb_sample.merged(host, [(loras["temporal"], strength)]):
+            samples[tag] = mb_sample.sample(host, world.caption(target), seed, settings["sample_steps"], noise=noise)[0]
+    metrics.save_strip([video[0], world.render(target), samples["with_lora"], samples["without_lora"]],
+                       os.path.join(out, "motion.png"), 6)  # fmt: skip
+    scores = {tag: round(metrics.evaluate(v, clip, targets)["motion_fidelity"], 3) for tag, v in samples.items()}
     report = {"version": __version__, "seconds": round(time.perf_counter() - started, 1), "stages": stages,
-              "model": head_map.shape.as_dict(), "learning_rate": learning_rate}  # fmt: skip
+              "model": head_map.shape.as_dict(), "learning_rate": learning_rate, "clip": clip_name,
+              "caption": " ".join(world.caption_words(clip)), "target": " ".join(world.caption_words(target)),
+              "strength": settings["strength"], "motion_fidelity": scores}  # fmt: skip
     _write_report(out, report)
     return report
 
@@ -118,9 +135,9 @@ def _write_report(out: str, report: dict) -> None:
     lines = [
         "# Follow-Your-Motion demo report",
         "",
-        f"fym {report['version']}; tiny random-weight Wan 2.1 architecture {report['model']}; "
-        f"synthetic clip of 9 latent frames; total {report['seconds']} s.",
-        f"Learning rate {report['learning_rate']} (the paper's 1e-5 barely moves a tiny model in a few hundred steps).",
+        f"fym {report['version']}; the MotionBench Wan (Wan 2.1 architecture {report['model']}); reference "
+        f"{report['clip']} ('{report['caption']}', 9 latent frames); total {report['seconds']} s.",
+        f"Learning rate {report['learning_rate']} (the paper's 1e-5 barely moves a small model in a few thousand steps).",
         "",
         "| stage | heads | steps | seconds | mean loss, first 10 steps | mean loss, last 10 steps | file |",
         "|---|---|---|---|---|---|---|",
@@ -130,7 +147,12 @@ def _write_report(out: str, report: dict) -> None:
             f"| {stage} | {s['heads']} | {s['steps']} | {s['seconds']} | {s['first_loss']} | {s['last_loss']} "
             f"| {s['file']} |"
         )
-    lines += ["", "Head map: head_map.json, head_map.png (rows layers, columns heads; red temporal, blue spatial).",
+    fidelity = report["motion_fidelity"]
+    lines += ["", f"Sampled '{report['target']}' from one noise: motion fidelity to the reference (1 = the same "
+              f"frame-to-frame motion) {fidelity['with_lora']} with the temporal LoRA at {report['strength']}, "
+              f"{fidelity['without_lora']} without it. motion.png rows: reference, ideal transfer, with the LoRA, "
+              "without.",
+              "", "Head map: head_map.json, head_map.png (rows layers, columns heads; red temporal, blue spatial).",
               "Loss curves: spatial_loss.png, temporal_loss.png."]  # fmt: skip
     with open(os.path.join(out, "report.md"), "w") as handle:
         handle.write("\n".join(lines) + "\n")
@@ -141,13 +163,20 @@ def _write_report(out: str, report: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fym", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the whole method on a small model and a synthetic clip")
+    demo = commands.add_parser("demo", help="run the whole method on the MotionBench Wan and show the transfer")
     demo.add_argument("--out", default="fym_demo_output", help="output folder (default: %(default)s)")
-    demo.add_argument("--spatial-steps", type=int, default=1000)
-    demo.add_argument("--temporal-steps", type=int, default=500)
-    demo.add_argument("--learning-rate", type=float, default=1e-3)
+    demo.add_argument("--spatial-steps", type=int, help="default: bench.motionbench.LORA's")
+    demo.add_argument("--temporal-steps", type=int, help="default: bench.motionbench.LORA's")
+    demo.add_argument("--learning-rate", type=float, help="default: bench.motionbench.LORA's")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--clip", default="nonrigid-circle-crawl", help="a MotionBench reference clip")
     args = parser.parse_args(argv)
-    report = run(args.out, args.spatial_steps, args.temporal_steps, args.learning_rate, args.seed)
-    print(f"done in {report['seconds']} s; see {os.path.join(args.out, 'report.md')}")
+    settings = _motionbench()[0].LORA
+    report = run(
+        args.out, args.spatial_steps or settings["spatial_steps"], args.temporal_steps or settings["temporal_steps"],
+        args.learning_rate or settings["lr"], args.seed, args.clip,
+    )  # fmt: skip
+    fidelity = report["motion_fidelity"]
+    print(f"done in {report['seconds']} s; motion fidelity {fidelity['with_lora']} with the LoRA, "
+          f"{fidelity['without_lora']} without; see {os.path.join(args.out, 'report.md')}")  # fmt: skip
     return 0

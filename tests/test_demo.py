@@ -17,9 +17,12 @@ def test_demo_writes_every_artifact(tmp_path):
         "temporal_loss.png",
         "report.md",
         "report.json",
+        "motion.png",
     } <= names
     report = json.loads((out / "report.json").read_text())
     assert report["stages"]["spatial"]["heads"] + report["stages"]["temporal"]["heads"] == 16
+    assert set(report["motion_fidelity"]) == {"with_lora", "without_lora"}
+    assert all(-1.0 <= f <= 1.0 for f in report["motion_fidelity"].values())
     temporal = lora.load(str(out / "temporal_lora.safetensors"))
     assert temporal.metadata["stage"] == "temporal" and temporal.metadata["steps"] == 20
     assert main(["demo", "--out", str(out), "--spatial-steps", "2", "--temporal-steps", "2"]) == 0  # reruns in place

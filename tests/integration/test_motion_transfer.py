@@ -4,9 +4,8 @@ The pack's whole chain (Classify Heads -> Spatial -> Temporal LoRA Train -> Appl
 reference clip whose motion the model never saw in pre-training, then core KSampler samples the target
 caption (same motion, other objects). The generated latent must follow the reference's motion (tracklet
 motion fidelity, bench/motionbench/metrics.py) above a threshold that the base model, sampled from the same
-noise without the LoRA, stays below. Settings are the benchmark's (bench.motionbench.LORA).
-
-Needs bench/motionbench/motionbench_wan.safetensors (python -m bench.motionbench.pretrain); skips without it.
+noise without the LoRA, stays below. Settings are the benchmark's (bench.motionbench.LORA: 1500 steps per stage,
+strength 1); about 8 minutes on 2 CPU threads.
 """
 
 import pytest
@@ -16,7 +15,7 @@ from bench.motionbench import LORA, SHIFT, metrics, world
 from .comfy_server import MOTIONBENCH_UNET_NAME
 from .test_harness import ksampler, load_saved_latent
 
-CLIP = "single-zigzag"  # a zigzag: far from the pre-training family of smooth quadratic curves
+CLIP = "nonrigid-circle-crawl"  # a worm crawling on a circle while it stretches twice: no pre-training draw
 SEED = 0
 THRESHOLD = 0.5  # motion fidelity (-1..1); 1 = the reference's frame-to-frame displacements
 
@@ -117,7 +116,7 @@ def motion_transfer_graph() -> dict:
         },
         "apply": {
             "class_type": "FYM_ApplyMotionLoRA",
-            "inputs": {"model": ["unet", 0], "motion_lora": ["temporal", 1], "strength": 0.5},
+            "inputs": {"model": ["unet", 0], "motion_lora": ["temporal", 1], "strength": LORA["strength"]},
         },
         "empty": {
             "class_type": "EmptyHunyuanLatentVideo",
@@ -134,7 +133,7 @@ def scores(comfy, motionbench) -> dict:
     """{"lora" | "base": metrics.evaluate of the sample against the reference clip}, one ComfyUI run."""
     from comfy.latent_formats import Wan21  # `import comfy...` would shadow the fixture
 
-    entry = comfy.run(motion_transfer_graph(), timeout=900)
+    entry = comfy.run(motion_transfer_graph(), timeout=3600)
     _, reference, targets = next(e for e in world.reference_clips() if e[0] == CLIP)
     result = {}
     for tag in ("lora", "base"):
@@ -151,8 +150,9 @@ def test_the_no_lora_floor_does_not_follow_the_reference(scores):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="on the CPU-pretrained MotionBench Wan no LoRA yet imprints a motion, not even its own reference's "
-    "(bench/motionbench/PRETRAIN.md); remove this mark when the benchmark beats its floor",
+    reason="one sample of one clip: in ComfyUI on the CPU the LoRA's sample scored 0.107 against the floor's 0.12. "
+    "The transfer holds on average (GPU benchmark: 0.249 vs 0.024, 7 of 8 clips above their floor; this clip 0.74 "
+    "there) but not for every sample (bench/results/motionbench_mini.md)",
 )
 def test_temporal_lora_transfers_the_reference_motion(scores):
     assert scores["lora"]["motion_fidelity"] > THRESHOLD, scores
