@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import time
-from dataclasses import replace
 
 import torch
 from PIL import Image, ImageDraw
@@ -85,11 +84,7 @@ def run(out: str, spatial_steps: int, temporal_steps: int, learning_rate: float,
 
     stages, loras = {}, {}
     for stage, defaults, steps in (("spatial", SPATIAL, spatial_steps), ("temporal", TEMPORAL, temporal_steps)):
-        config = replace(
-            defaults, steps=steps, rank=settings["rank"], alpha=float(settings["rank"]), learning_rate=learning_rate,
-            frame_stride=settings["stride"], frame_count=settings["count"], timestep_shift=motionbench.SHIFT,
-            log_every=max(1, steps // 10), seed=seed,
-        )  # fmt: skip
+        config = motionbench.train_config(defaults, steps, lr=learning_rate, log_every=max(1, steps // 10), seed=seed)
         latents = frames if stage == "spatial" else video
         print(f"[{2 if stage == 'spatial' else 3}/4] training the {stage} LoRA")
         stage_started = time.perf_counter()

@@ -6,6 +6,8 @@ builds the weights), `sample` (Euler sampler with LoRAs merged), `metrics` (trac
 Used by bench/motionbench_mini.py and the ComfyUI motion-transfer test (tests/integration).
 """
 
+from dataclasses import replace
+
 SHIFT = 2.0  # flow-matching noise-level shift of LoRA training and sampling (pre-training: pretrain.PRETRAIN_SHIFT)
 
 # LoRA settings for this model (the benchmark's and the ComfyUI motion-transfer test's): the paper's recipe with
@@ -13,3 +15,11 @@ SHIFT = 2.0  # flow-matching noise-level shift of LoRA training and sampling (pr
 # 1500 do: bench/results), and the sparse window scaled to a 9-latent-frame clip (5 frames at stride 2, as the
 # paper's 5 of 21 at stride 5). Transfer shows at strength 1 only (the paper's 0.5 stays at the floor here).
 LORA = dict(spatial_steps=1500, temporal_steps=1500, lr=1e-3, rank=32, stride=2, count=5, sample_steps=20, strength=1.0)
+
+
+def train_config(defaults, steps: int, rank: int = LORA["rank"], lr: float = LORA["lr"], stride: int = LORA["stride"],
+                 count: int = LORA["count"], **changes):  # fmt: skip
+    """A fym stage's defaults (fym.config.SPATIAL or TEMPORAL) with this model's LoRA recipe (LORA, SHIFT) and
+    `steps`; `changes` go to dataclasses.replace as well (seed, log_every, ...)."""
+    return replace(defaults, steps=steps, rank=rank, alpha=float(rank), learning_rate=lr, frame_stride=stride,
+                   frame_count=count, timestep_shift=SHIFT, **changes)  # fmt: skip

@@ -22,10 +22,11 @@ def seen_tracks(category: str) -> list[torch.Tensor]:
     tracks = []
     for step in range(pretrain.SHORT_STEPS, pretrain.STEPS):
         generator = torch.Generator().manual_seed(pretrain.batch_seed(pretrain.SEED, step))
-        for _ in range(pretrain.BATCH):  # as world.training_batch draws them
-            clip = world.random_clip(generator, frames=world.FRAMES)
-            if clip.category == category:
-                tracks.append(world.screen_tracks(clip))
+        tracks += [
+            world.screen_tracks(clip)
+            for clip in world.random_clips(generator, pretrain.BATCH, world.FRAMES)
+            if clip.category == category
+        ]
     return tracks
 
 

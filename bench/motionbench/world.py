@@ -311,9 +311,14 @@ def worm_ends(path: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
     return torch.stack([path - half, path + half], dim=1)
 
 
+def random_clips(generator: torch.Generator, batch: int, frames: int = FRAMES) -> list[Clip]:
+    """`batch` random clips of any category, drawn in order from `generator`."""
+    return [random_clip(generator, frames=frames) for _ in range(batch)]
+
+
 def training_batch(generator: torch.Generator, batch: int, frames: int = FRAMES) -> tuple[torch.Tensor, torch.Tensor]:
     """`batch` random clips: latents (B, 16, T, 16, 16) and captions (B, CAPTION_LEN, TEXT_DIM)."""
-    clips = [random_clip(generator, frames=frames) for _ in range(batch)]
+    clips = random_clips(generator, batch, frames)
     return torch.stack([render(c) for c in clips]), torch.stack([caption(c) for c in clips])
 
 
