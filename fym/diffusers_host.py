@@ -10,9 +10,8 @@ from collections.abc import Iterator
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
-from .host import QKCallback, WanShape
+from .host import AdapterHooks, QKCallback, WanShape
 
 _DIFFUSERS_NAMES = {"q": "to_q", "k": "to_k", "v": "to_v"}
 
@@ -36,19 +35,6 @@ def tiny_wan(
         num_layers=num_layers,
         rope_max_seq_len=256,
     ).eval()
-
-
-class _WeightFunctions(nn.Module):
-    """A parametrization applying keyed weight functions in order: w -> f_n(...f_1(w))."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.functions = nn.ModuleDict()
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        for function in self.functions.values():
-            weight = function(weight)
-        return weight
 
 
 class _FramePositionRoPE(nn.Module):
@@ -87,16 +73,15 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
 
 
-class DiffusersWan:
+class DiffusersWan(AdapterHooks):
     """WanHost over a diffusers WanTransformer3DModel (T2V)."""
 
     def __init__(self, model: nn.Module) -> None:
         config = model.config
         if config.in_channels != 16 or getattr(config, "image_dim", None):
             raise ValueError("DiffusersWan: only Wan 2.1 text-to-video transformers (16 input channels) are supported")
-        self.model = model
+        self.model = model.requires_grad_(False)  # only adapters train
         self.shape = WanShape(len(model.blocks), config.num_attention_heads, config.attention_head_dim)
-        self._keys: dict[str, list[nn.Module]] = {}
 
     def linear(self, layer: int, projection: str) -> nn.Module:
         attn = self.model.blocks[layer].attn1
@@ -155,26 +140,6 @@ class DiffusersWan:
         finally:
             for handle in handles:
                 handle.remove()
-
-    def attach(self, key: str, adapters: dict[tuple[int, str], nn.Module]) -> None:
-        if key in self._keys:
-            raise ValueError(f"adapters already attached under {key!r}")
-        self.model.requires_grad_(False)
-        linears = []
-        for (layer, projection), adapter in adapters.items():
-            linear = self.linear(layer, projection)
-            if not parametrize.is_parametrized(linear, "weight"):
-                parametrize.register_parametrization(linear, "weight", _WeightFunctions(), unsafe=True)
-            linear.parametrizations.weight[0].functions[key] = adapter
-            linears.append(linear)
-        self._keys[key] = linears
-
-    def detach(self, key: str) -> None:
-        for linear in self._keys.pop(key, []):
-            functions = linear.parametrizations.weight[0].functions
-            del functions[key]
-            if not functions:
-                parametrize.remove_parametrizations(linear, "weight", leave_parametrized=False)
 
     @contextlib.contextmanager
     def checkpointing(self, enabled: bool) -> Iterator[None]:

@@ -11,7 +11,7 @@ Hp = H / 2, Wp = W / 2 (Wan's 1x2x2 patches); a head h owns channels h * head_di
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -58,7 +58,7 @@ class WanHost(Protocol):
         """One no-grad forward that calls on_qk for every self-attention layer."""
 
     def attach(self, key: str, adapters: dict[tuple[int, str], nn.Module]) -> None:
-        """Add weight functions w -> adapter(w) to the (layer, projection) linears, under a key."""
+        """Run adapter(x, y) beside each (layer, projection) linear (input x, output y), under a key."""
 
     def detach(self, key: str) -> None:
         """Remove the weight functions added under key; the model is as before attach."""
@@ -67,11 +67,26 @@ class WanHost(Protocol):
         """Gradient checkpointing of every block while the context is open."""
 
 
-@contextlib.contextmanager
-def attached(host: WanHost, key: str, adapters: dict[tuple[int, str], nn.Module]) -> Iterator[None]:
-    """Adapters on the host inside the block, removed whatever happens."""
-    host.attach(key, adapters)
-    try:
-        yield
-    finally:
-        host.detach(key)
+class AdapterHooks:
+    """attach/detach for a host with `linear(layer, projection)`: each adapter runs beside its linear as a
+    forward hook, y -> adapter(x, y), so the model's weights are never touched (any storage dtype works)."""
+
+    def attach(self, key: str, adapters: dict[tuple[int, str], nn.Module]) -> None:
+        hooks = getattr(self, "_hooks", None)
+        if hooks is None:
+            hooks = self._hooks = {}
+        if key in hooks:
+            raise ValueError(f"adapters already attached under {key!r}")
+        hooks[key] = [
+            self.linear(layer, projection).register_forward_hook(
+                lambda _module, args, output, _adapter=adapter: _adapter(args[0], output)
+            )
+            for (layer, projection), adapter in adapters.items()
+        ]
+
+    def detach(self, key: str) -> None:
+        for handle in getattr(self, "_hooks", {}).pop(key, []):
+            handle.remove()
+
+    def attached_keys(self) -> list[str]:
+        return list(getattr(self, "_hooks", {}))

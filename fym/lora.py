@@ -1,8 +1,9 @@
 """Head-restricted LoRA (paper Sec. 3.2) and its file format.
 
 A head h owns rows h*d..(h+1)*d-1 of q, k, v and input columns h*d..(h+1)*d-1 of o (d = head_dim). A
-`HeadLoRA` stores compact factors for the chosen heads only, so the delta of every other head is exactly zero
-by construction. Exported files use ComfyUI's stock Wan LoRA keys (full-shape factors, zeros outside the
+`HeadLoRA` stores compact factors for the chosen heads only, so the delta of every other head's weights is
+exactly zero by construction (their activations still change through q/k RMSNorm, which spans all heads, as in
+the paper's Alg. 2). Exported files use ComfyUI's stock Wan LoRA keys (full-shape factors, zeros outside the
 heads), so core LoraLoaderModelOnly loads them:
 
     diffusion_model.blocks.{N}.self_attn.{q,k,v,o}.lora_up.weight    (out, rank)
@@ -31,7 +32,11 @@ _KEY = "diffusion_model.blocks.{layer}.self_attn.{projection}"
 
 
 class HeadLoRA(nn.Module):
-    """A weight function w -> w + (alpha / rank) * B @ A, non-zero only on some heads' rows or columns.
+    """A low-rank update of a linear's output, y -> y + (alpha / rank) * x @ (B @ A).T, on some heads only.
+
+    It runs beside the frozen linear (bypass form), never on its weight: the full delta is never formed, and
+    the update is in real weight units whatever the base weight is stored as (bf16, fp8, fp8-scaled,
+    quantized), which is what the exported file adds to the weight at inference.
 
     Args:
         weight_shape: (out, in) of the linear.
@@ -41,7 +46,9 @@ class HeadLoRA(nn.Module):
         rank, alpha: LoRA rank and alpha.
     """
 
-    def __init__(self, weight_shape, heads: list[int], head_dim: int, axis: int, rank: int, alpha: float) -> None:
+    def __init__(
+        self, weight_shape, heads: list[int], head_dim: int, axis: int, rank: int, alpha: float, generator=None
+    ) -> None:
         super().__init__()
         out_features, in_features = weight_shape
         index = torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in heads])
@@ -51,19 +58,14 @@ class HeadLoRA(nn.Module):
         down_in, up_out = (in_features, len(index)) if axis == 0 else (len(index), out_features)
         self.lora_down = nn.Parameter(torch.empty(rank, down_in))  # A
         self.lora_up = nn.Parameter(torch.zeros(up_out, rank))  # B: zero, so training starts from the base model
-        nn.init.kaiming_uniform_(self.lora_down, a=math.sqrt(5))
+        nn.init.kaiming_uniform_(self.lora_down, a=math.sqrt(5), generator=generator)
 
-    def delta(self) -> torch.Tensor:
-        """The compact delta: (len(index), in) for axis 0, (out, len(index)) for axis 1."""
-        return (self.lora_up @ self.lora_down) * (self.alpha / self.rank)
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight.index_add(self.axis, self.index.to(weight.device), self.delta().to(weight.dtype))
-
-    def move_to(self, device) -> int:
-        """ComfyUI calls this when it moves the model; returns the bytes it holds."""
-        self.to(device)
-        return sum(p.numel() * p.element_size() for p in self.parameters())
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """y + the update, for the linear's input x (..., in) and output y (..., out), in y's dtype."""
+        down, up = self.lora_down.to(x.dtype), self.lora_up.to(x.dtype) * (self.alpha / self.rank)
+        if self.axis == 0:  # the chosen heads' output rows
+            return y.index_add(-1, self.index, (x @ down.t() @ up.t()).to(y.dtype))
+        return y + (x.index_select(-1, self.index) @ down.t() @ up.t()).to(y.dtype)  # their input columns
 
     def full_factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(up (out, rank), down (rank, in)) of the full-shape weight delta, zeros outside the heads."""
@@ -80,10 +82,12 @@ def make_adapters(
     shape: WanShape, heads_per_layer: dict[int, list[int]], rank: int, alpha: float, seed: int = 0
 ) -> dict[tuple[int, str], HeadLoRA]:
     """One HeadLoRA per (layer, projection) of every layer that has selected heads."""
-    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # not the global RNG: it is the host process's
     dim = shape.dim
     return {
-        (layer, projection): HeadLoRA((dim, dim), heads, shape.head_dim, 1 if projection == "o" else 0, rank, alpha)
+        (layer, projection): HeadLoRA(
+            (dim, dim), heads, shape.head_dim, 1 if projection == "o" else 0, rank, alpha, generator
+        )
         for layer, heads in sorted(heads_per_layer.items())
         for projection in PROJECTIONS
     }
@@ -123,7 +127,13 @@ def export(adapters: dict[tuple[int, str], HeadLoRA], shape: WanShape, dtype=tor
         state[f"{key}.lora_down.weight"] = down.to(dtype).cpu().contiguous()
         state[f"{key}.alpha"] = torch.tensor(float(adapter.alpha))
     first = next(iter(adapters.values()), None)
-    info = {"format": FORMAT, "version": VERSION, "shape": shape.as_dict(), "rank": first.rank if first else 0, **metadata}
+    info = {
+        "format": FORMAT,
+        "version": VERSION,
+        "shape": shape.as_dict(),
+        "rank": first.rank if first else 0,
+        **metadata,
+    }
     return MotionLoRA(state, info)
 
 
@@ -163,12 +173,20 @@ def save(lora: MotionLoRA, path: str) -> None:
 
 def load(path: str) -> MotionLoRA:
     """Read a file written by `save`; a clear error if it is not a Follow-Your-Motion LoRA."""
-    with safe_open(path, framework="pt") as handle:
+    name = os.path.basename(path)
+    try:
+        handle = safe_open(path, framework="pt")
+    except Exception as error:  # safetensors' own error type is not public API
+        raise ValueError(
+            f"{name} is not a readable .safetensors file ({error}); it may be truncated (an interrupted copy or "
+            "download) or in another format. Save the LoRA again with Save Motion LoRA, or pick another file"
+        ) from None
+    with handle:
         metadata = handle.metadata() or {}
         if "fym" not in metadata:
-            raise ValueError(f"{os.path.basename(path)} is not a Follow-Your-Motion motion LoRA (no 'fym' metadata)")
+            raise ValueError(f"{name} is not a Follow-Your-Motion motion LoRA (no 'fym' metadata)")
         info = json.loads(metadata["fym"])
         if info.get("format") != FORMAT:
-            raise ValueError(f"{os.path.basename(path)}: unknown motion LoRA format {info.get('format')!r}")
+            raise ValueError(f"{name}: unknown motion LoRA format {info.get('format')!r}")
         state = {key: handle.get_tensor(key) for key in handle.keys()}
     return MotionLoRA(state, info)

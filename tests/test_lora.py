@@ -19,24 +19,38 @@ def head_map_for(shape, temporal):
     return HeadMap(shape, s, t, 1.3, [0.5], 1, 64)
 
 
-def effective_weights(host):
-    return {
-        (i, p): host.linear(i, p).weight.detach().clone() for i in range(host.shape.num_layers) for p in PROJECTIONS
-    }
+def output_deltas(host, inputs):
+    """What the attached adapters add to each self-attention linear's output for `inputs[(layer, proj)]`."""
+    deltas = {}
+    with torch.no_grad():
+        for (layer, projection), x in inputs.items():
+            linear = host.linear(layer, projection)
+            hooked = linear(x)
+            deltas[(layer, projection)] = hooked - torch.nn.functional.linear(x, linear.weight, linear.bias)
+    return deltas
+
+
+def random_inputs(host, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    dim = host.shape.dim
+    return {(i, p): torch.randn(5, dim, generator=generator) for i in range(host.shape.num_layers) for p in PROJECTIONS}
+
+
+def trained_spatial(host, clip, context, head_map, **config):
+    frames = clip[0].transpose(0, 1).unsqueeze(2)
+    config = replace(SPATIAL, **{"steps": 3, "rank": 4, "alpha": 4.0, "learning_rate": 1e-2, **config})
+    return train_stage(host, "spatial", frames, context, head_map, config, keep_attached=True)
 
 
 def test_training_changes_only_the_selected_heads(host, clip, context):
     head_map = head_map_for(
         host.shape, temporal={(0, 1), (1, 0), (1, 3)}
     )  # spatial: layer 0 heads 0,2,3; layer 1 heads 1,2
-    before = effective_weights(host)
-    frames = clip[0].transpose(0, 1).unsqueeze(2)
-    config = replace(SPATIAL, steps=3, rank=4, alpha=4.0, learning_rate=1e-2)
-    train_stage(host, "spatial", frames, context, head_map, config, keep_attached=True)
-    after = effective_weights(host)
+    weights = {name: p.clone() for name, p in host.model.named_parameters()}
+    result = trained_spatial(host, clip, context, head_map)
     d = host.shape.head_dim
-    for (layer, projection), weight in after.items():
-        delta = weight - before[(layer, projection)]
+    for (layer, projection), _ in random_inputs(host).items():
+        delta = lora.merged_delta(result.lora, layer, projection)
         spatial = head_map.heads("spatial")[layer]
         for head in range(host.shape.num_heads):
             block = delta[head * d : (head + 1) * d] if projection != "o" else delta[:, head * d : (head + 1) * d]
@@ -44,28 +58,33 @@ def test_training_changes_only_the_selected_heads(host, clip, context):
                 assert block.abs().max() > 0, (layer, projection, head)
             else:
                 assert torch.equal(block, torch.zeros_like(block)), (layer, projection, head)
+    # the model's own weights are never modified; detaching removes every trace
+    assert all(torch.equal(p, weights[name]) for name, p in host.model.named_parameters())
     host.detach("fym_spatial")
-    assert all(torch.equal(w, before[key]) for key, w in effective_weights(host).items())
-    assert not any("parametrizations" in name for name, _ in host.model.named_parameters())
+    assert all(delta.abs().max() == 0 for delta in output_deltas(host, random_inputs(host)).values())
 
 
 def test_export_matches_the_trained_delta(host, clip, context):
     head_map = head_map_for(host.shape, temporal={(0, 0)})
-    base = effective_weights(host)
-    frames = clip[0].transpose(0, 1).unsqueeze(2)
-    result = train_stage(
-        host,
-        "spatial",
-        frames,
-        context,
-        head_map,
-        replace(SPATIAL, steps=2, rank=4, learning_rate=1e-2),
-        keep_attached=True,
-    )
-    for (layer, projection), weight in effective_weights(host).items():
-        expected = weight - base[(layer, projection)]
-        torch.testing.assert_close(lora.merged_delta(result.lora, layer, projection), expected, atol=1e-6, rtol=1e-4)
+    result = trained_spatial(host, clip, context, head_map, steps=2)
+    inputs = random_inputs(host)
+    for (layer, projection), live in output_deltas(host, inputs).items():
+        exported = inputs[(layer, projection)] @ lora.merged_delta(result.lora, layer, projection).t()
+        assert exported.abs().max() > 0
+        torch.testing.assert_close(exported, live, atol=1e-5, rtol=1e-4)
     host.detach("fym_spatial")
+
+
+def test_adapter_works_on_any_input_dtype():
+    """The update is computed in the linear's compute dtype and is the same delta (bf16 within its precision)."""
+    adapter = lora.HeadLoRA((16, 16), [1], 8, axis=0, rank=2, alpha=2.0)
+    torch.nn.init.normal_(adapter.lora_up)
+    x = torch.randn(3, 16)
+    expected = x @ lora.merged_delta(lora.export({(0, "q"): adapter}, WanShape(1, 2, 8)), 0, "q").t()
+    for dtype in (torch.float32, torch.bfloat16):
+        out = adapter(x.to(dtype), torch.zeros(3, 16, dtype=dtype))
+        assert out.dtype == dtype
+        torch.testing.assert_close(out.float(), expected, atol=0.05 if dtype == torch.bfloat16 else 1e-5, rtol=0.02)
 
 
 def test_comfyui_key_format():
