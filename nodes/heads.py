@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import folder_paths
@@ -9,11 +10,12 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..fym.config import ClassifyConfig
-from ..fym.heads import HeadMap, classify_heads, heat_map, parse_overrides
+from ..fym.heads import SPATIAL, TEMPORAL, HeadMap, classify_heads, heat_map, parse_overrides, split_if_one_sided
 from .types import CATEGORY, HeadMapType, context_of, free_output_path, node_error
-from .wan_host import training_host, wan_shape
+from .wan_host import scoring_host, wan_shape
 
 NODE = "FYM Classify Heads"
+log = logging.getLogger(__name__)
 _DEFAULTS = ClassifyConfig()
 HEAD_MAP_FOLDER = "fym_head_maps"  # under ComfyUI's output folder
 
@@ -33,7 +35,8 @@ class ClassifyHeads(io.ComfyNode):
             display_name="Classify Heads (Follow-Your-Motion)",
             category=f"{CATEGORY}/train",
             description="Runs Wan on the reference and sorts every self-attention head into spatial (appearance) "
-            "or temporal (motion), paper Alg. 1. The spatial LoRA trains only spatial heads, the temporal LoRA only temporal ones.",
+            "or temporal (motion), paper Alg. 1. The spatial LoRA trains only spatial heads, the temporal LoRA only temporal ones. "
+            "If alpha puts every head on one side, the heads are split in half by score instead, and 'summary' says so.",
             inputs=[
                 io.Model.Input("model", tooltip="Wan 2.1 text-to-video model (1.3B or 14B)."),
                 io.Latent.Input(
@@ -96,6 +99,11 @@ class ClassifyHeads(io.ComfyNode):
                     display_name="heat_map",
                     tooltip="Rows = layers, columns = heads; red temporal, blue spatial, brighter = clearer; white dot = overridden.",
                 ),
+                io.String.Output(
+                    "summary",
+                    display_name="summary",
+                    tooltip="How many heads of each kind, and whether alpha put every head on one side so the heads were split by score instead.",
+                ),
             ],
         )
 
@@ -115,11 +123,22 @@ class ClassifyHeads(io.ComfyNode):
             parse_overrides(overrides, shape)
         except ValueError as error:
             raise node_error(NODE, error) from None
-        with training_host(model) as host, torch.no_grad():
+        with scoring_host(model, tuple(samples.shape)) as host, torch.no_grad():
             latent = model.model.process_latent_in(samples).to(host.device)
             head_map = classify_heads(host, latent, context.to(host.device), config).with_changes(overrides=overrides)
+        head_map, split = split_if_one_sided(head_map)
+        summary = (
+            f"{head_map.count(SPATIAL)} spatial, {head_map.count(TEMPORAL)} temporal heads at alpha {head_map.alpha:g}"
+        )
+        if split:
+            summary = (
+                f"alpha {head_map.alpha:g} put every head on one side, so the heads were split in half by "
+                f"Sim_s / Sim_t instead (lower half temporal): {summary.split(' at ')[0]}. Change alpha or the "
+                "overrides to choose another split"
+            )
+            log.warning("%s: %s", NODE, summary)
         image = heat_map(head_map)[None]
-        return io.NodeOutput(head_map, image, ui=ui.PreviewImage(image, cls=cls))
+        return io.NodeOutput(head_map, image, summary, ui=ui.PreviewImage(image, cls=cls))
 
 
 class SaveHeadMap(io.ComfyNode):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import comfy.lora
@@ -15,9 +16,23 @@ from ..fym.lora import MotionLoRA
 from .types import CATEGORY, MotionLoRAType, free_output_path, node_error
 from .wan_host import wan_shape
 
+log = logging.getLogger(__name__)
+
+
+APPLIED = "fym_applied"  # model_options key: what each motion LoRA on this MODEL was (stage, heads, strength)
+
+
+def applied_loras(model) -> list[dict]:
+    """The motion LoRAs applied to `model` through this pack, oldest first."""
+    return model.model_options.get(APPLIED, [])
+
 
 def apply_motion_lora(model, lora: MotionLoRA, strength: float, node: str):
-    """A clone of `model` with `lora` added through ComfyUI's own patch path (merged at load, unpatched after)."""
+    """A clone of `model` with `lora` added through ComfyUI's own patch path (merged at load, unpatched after).
+
+    The clone remembers the LoRA's stage and heads, so Temporal LoRA Train can check it trains on top of the
+    spatial LoRA of the same head map.
+    """
     try:
         lora.check_shape(wan_shape(model, node), node)
     except ValueError as error:
@@ -29,6 +44,10 @@ def apply_motion_lora(model, lora: MotionLoRA, strength: float, node: str):
         raise ValueError(f"{node}: only {len(patches)} of {len(expected)} LoRA modules match this model")
     patched = model.clone()
     patched.add_patches(patches, strength)
+    stage = lora.metadata.get("stage")
+    patched.model_options[APPLIED] = applied_loras(model) + [
+        {"stage": stage, "heads": lora.metadata.get("heads"), "strength": strength}
+    ]
     return patched
 
 
@@ -66,6 +85,12 @@ class ApplyMotionLoRA(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, motion_lora, strength):
+        if motion_lora.metadata.get("stage") == "spatial":
+            log.warning(
+                "%s: this is a spatial-stage LoRA (the reference's appearance). To move new subjects like the "
+                "reference, apply the temporal LoRA; the spatial one belongs only under Temporal LoRA Train.",
+                cls.NAME,
+            )
         return io.NodeOutput(apply_motion_lora(model, motion_lora, strength, cls.NAME))
 
 

@@ -6,11 +6,15 @@ import logging
 from dataclasses import replace
 
 import comfy.utils
+import torch
 from comfy_api.latest import io
 
 from ..fym.config import SPATIAL, TEMPORAL, TrainConfig
+from ..fym.heads import SPATIAL as SPATIAL_STAGE
+from ..fym.heads import TEMPORAL as TEMPORAL_STAGE
 from ..fym.train import NonFiniteLoss, check_stage_inputs, train_stage
-from .lora import apply_motion_lora
+from .lora import applied_loras, apply_motion_lora
+from .queue_checks import take_problem
 from .types import CATEGORY, HeadMapType, MotionLoRAType, context_of, node_error
 from .wan_host import training_host, wan_shape
 
@@ -83,6 +87,11 @@ def common_inputs(defaults: TrainConfig, latent_name: str, latent_tooltip: str) 
     ]
 
 
+REQUEUE_NOTE = (
+    " Re-queueing with unchanged inputs reuses the result, except on newer ComfyUI when it has freed cached results "
+    "because RAM ran low: then it trains again. Save the LoRA with Save Motion LoRA to keep it."
+)
+
 WEIGHT_DECAY_TIPS = {
     SPATIAL.weight_decay: "AdamW weight decay (paper: 0.1 for the spatial stage).",
     TEMPORAL.weight_decay: "AdamW weight decay. The paper uses 0.99 for the temporal stage, far above the usual 0.01-0.1; with lr 1e-5 it shrinks the LoRA by about 1% per 1000 steps.",
@@ -120,6 +129,24 @@ def config_from(node: str, defaults: TrainConfig, settings: dict) -> TrainConfig
         raise node_error(node, error) from None
 
 
+def check_spatial_lora_under(model, head_map, node: str) -> None:
+    """The temporal stage trains on top of the spatial LoRA of the same head map (paper Sec. 3.2): refuse a
+    MODEL that does not carry it, before any work."""
+    spatial = [lora for lora in applied_loras(model) if lora["stage"] == SPATIAL_STAGE]
+    if not spatial:
+        raise ValueError(
+            f"{node}: the MODEL carries no spatial LoRA. Connect Spatial LoRA Train's 'model' output here (or "
+            "Load Motion LoRA + Apply Motion LoRA at strength 1 with the saved spatial LoRA), so the temporal LoRA "
+            "learns motion and not the reference's look"
+        )
+    wanted = {str(layer): heads for layer, heads in head_map.heads(SPATIAL_STAGE).items()}
+    if spatial[-1]["heads"] != wanted:
+        raise ValueError(
+            f"{node}: the spatial LoRA on the MODEL was trained on another head map than the one connected here; "
+            "connect the same Classify Heads (or Load Head Map) output to both training nodes"
+        )
+
+
 def run_training(node: str, stage: str, model, latent, positive, head_map, config: TrainConfig) -> io.NodeOutput:
     """Checks everything, trains on a loaded clone, and returns the node's outputs; the input model is untouched."""
     samples = latent["samples"]
@@ -127,21 +154,33 @@ def run_training(node: str, stage: str, model, latent, positive, head_map, confi
         shape = wan_shape(model, node)
         context = context_of(positive, node)
         check_stage_inputs(stage, tuple(samples.shape), head_map, shape, config)
+        if stage == TEMPORAL_STAGE:
+            check_spatial_lora_under(model, head_map, node)
     except ValueError as error:
         raise node_error(node, error) from None
     progress = comfy.utils.ProgressBar(config.steps)  # its hook raises when the user presses Cancel
-    with training_host(model) as host:
-        latents = model.model.process_latent_in(samples.clone()).to(host.device)
-        try:
-            result = train_stage(
-                host, stage, latents, context.clone().to(host.device), head_map, config,
-                on_step=lambda _: progress.update(1),
-            )  # fmt: skip
-        except (ValueError, NonFiniteLoss) as error:
-            raise node_error(node, error) from None
-    log.info("%s: %d steps, final loss %.5f", node, config.steps, result.losses[-1])
-    trained = apply_motion_lora(model, result.lora, 1.0, node)
-    return io.NodeOutput(trained, result.lora, {"loss": result.losses}, dict(result.lora.state_dict))
+    frames = 1 if stage == SPATIAL_STAGE else config.frame_count if config.sparse_sampling else samples.shape[2]
+    step_shape = (1, samples.shape[1], frames, *samples.shape[3:])  # one training sample's latent
+    try:
+        with training_host(model, step_shape, config.gradient_checkpointing) as host:
+            latents = model.model.process_latent_in(samples.clone()).to(host.device)
+            try:
+                result = train_stage(
+                    host, stage, latents, context.clone().to(host.device), head_map, config,
+                    on_step=lambda _: progress.update(1),
+                )  # fmt: skip
+            except (ValueError, NonFiniteLoss) as error:
+                raise node_error(node, error) from None
+            lora, losses = result.lora, result.losses
+            del result, latents  # the adapters and their gradients go before the host empties the cache
+    except torch.OutOfMemoryError:
+        raise torch.OutOfMemoryError(
+            f"{node}: out of GPU memory while training. Turn on gradient_checkpointing, use fewer frames or a "
+            "smaller size in Prepare Reference, or load the model with weight_dtype fp8_e4m3fn"
+        ) from None
+    log.info("%s: %d steps, final loss %.5f", node, config.steps, losses[-1])
+    trained = apply_motion_lora(model, lora, 1.0, node)
+    return io.NodeOutput(trained, lora, {"loss": losses}, dict(lora.state_dict))
 
 
 class SpatialLoRATrain(io.ComfyNode):
@@ -154,7 +193,8 @@ class SpatialLoRATrain(io.ComfyNode):
             display_name="Spatial LoRA Train (Follow-Your-Motion)",
             category=f"{CATEGORY}/train",
             description="Stage 2: a LoRA on the spatial heads' q, k, v, o only, trained on single random frames, so it "
-            "learns the reference's appearance without touching motion. Connect its model to Temporal LoRA Train.",
+            "learns the reference's appearance without touching motion. Connect its model to Temporal LoRA Train."
+            + REQUEUE_NOTE,
             inputs=common_inputs(
                 SPATIAL,
                 "frame_latents",
@@ -166,7 +206,7 @@ class SpatialLoRATrain(io.ComfyNode):
     @classmethod
     def execute(cls, model, frame_latents, positive, head_map, **settings):
         config = config_from(cls.NAME, SPATIAL, settings)
-        return run_training(cls.NAME, "spatial", model, frame_latents, positive, head_map, config)
+        return run_training(cls.NAME, SPATIAL_STAGE, model, frame_latents, positive, head_map, config)
 
 
 class TemporalLoRATrain(io.ComfyNode):
@@ -179,7 +219,8 @@ class TemporalLoRATrain(io.ComfyNode):
             display_name="Temporal LoRA Train (Follow-Your-Motion)",
             category=f"{CATEGORY}/train",
             description="Stage 3: a LoRA on the temporal heads only, on top of the frozen spatial LoRA, trained on sparse "
-            "frames with adaptive RoPE and the motion loss. Its motion_lora is what you apply to new prompts.",
+            "frames with adaptive RoPE and the motion loss. Its motion_lora is what you apply to new prompts."
+            + REQUEUE_NOTE,
             inputs=common_inputs(
                 TEMPORAL, "video_latent", "The reference's video latent (1, 16, T, H, W) from Prepare Reference."
             )
@@ -221,9 +262,15 @@ class TemporalLoRATrain(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, frame_count):  # naming only frame_count keeps core's range checks on the others
+        if frame_count is not None and frame_count < 2:
+            return f"{cls.NAME}: frame_count must be at least 2 (motion needs two frames); got {frame_count}"
+        return take_problem() or True  # the whole-graph check made when the prompt was queued
+
+    @classmethod
     def execute(cls, model, video_latent, positive, head_map, **settings):
         config = config_from(cls.NAME, TEMPORAL, settings)
-        return run_training(cls.NAME, "temporal", model, video_latent, positive, head_map, config)
+        return run_training(cls.NAME, TEMPORAL_STAGE, model, video_latent, positive, head_map, config)
 
 
 NODES = [SpatialLoRATrain, TemporalLoRATrain]

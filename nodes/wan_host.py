@@ -1,81 +1,136 @@
 """WanHost over ComfyUI's WanModel, driven through a ModelPatcher clone (see fym/host.py for the interface).
 
-`training_host(model)` clones the MODEL, loads the clone fully on the torch device and yields a `ComfyWan`.
-Adapters are registered on the clone as weight wrappers (ComfyUI's own LoRA-training path, applied by
-comfy.ops at every forward). On exit, whatever happened, the clone is unloaded and every weight function we
-added is removed, so the shared model is left as it was.
+The one place that knows ComfyUI's Wan internals and how they changed between host versions (0.3.64 to 0.33):
+
+- `scoring_host(model)` (Classify Heads): a no-grad host, loaded as ComfyUI loads for sampling (partially,
+  if the model does not fit).
+- `training_host(model, ...)`: what ComfyUI's own trainer does around its loop (comfy_extras/nodes_train.py):
+  a non-dynamic clone, compute in bf16 (fp32 where bf16 is slow or missing) instead of fp16 or fp8, the
+  module in train mode with `comfy.model_management.in_training` set (so inference-only fused kernels and fp8
+  matmuls stay off the gradient path), and PyTorch attention (sage attention and other backends have no
+  backward).
+Adapters run beside the frozen linears as forward hooks (fym.host.AdapterHooks), so the update trained is in
+real weight units whatever the weights are stored as. On exit, whatever happened, the hooks are removed and the
+clone is unloaded, so the shared model is left as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 
+import comfy.ldm.modules.attention
 import comfy.model_base
 import comfy.model_management
 import torch
 from torch import nn
 
 from ..fym.config import WAN_HEAD_DIM
-from ..fym.host import QKCallback, WanShape
+from ..fym.host import AdapterHooks, QKCallback, WanShape
+
+_SIZES = {1536: "1.3B", 3072: "5B", 5120: "14B"}  # Wan's width -> the size users know it by
+
+
+def model_name(model) -> str:
+    """What a user calls the MODEL they loaded, e.g. 'Wan 2.2 TI2V 5B', 'Wan I2V 14B', 'Flux'."""
+    base = getattr(model, "model", None)
+    if not isinstance(base, comfy.model_base.WAN21):
+        return type(base if base is not None else model).__name__
+    config = getattr(base.model_config, "unet_config", {}) or {}
+    size = _SIZES.get(config.get("dim"), f"(width {config.get('dim')})")
+    if config.get("out_dim") == 48:
+        return f"Wan 2.2 TI2V {size}"
+    kind = config.get("model_type", "t2v")
+    if kind == "t2v" and config.get("in_dim", 16) != 16:
+        kind = "i2v"
+    return f"Wan {kind.upper()} {size}"
 
 
 def wan_shape(model, node: str) -> WanShape:
-    """The WanShape of a ComfyUI MODEL; a clear error if it is not a Wan 2.1 text-to-video model."""
+    """The WanShape of a ComfyUI MODEL; a clear error naming the loaded model if it is not a Wan T2V model."""
     base = getattr(model, "model", None)
     config = getattr(getattr(base, "model_config", None), "unet_config", {}) or {}
-    if not isinstance(base, comfy.model_base.WAN21) or config.get("image_model") != "wan2.1":
-        name = type(base).__name__ if base is not None else type(model).__name__
-        raise ValueError(f"{node}: the MODEL is {name}, not Wan 2.1; load a Wan 2.1 T2V model (e.g. with UNETLoader)")
-    if config.get("model_type", "t2v") != "t2v" or config.get("in_dim", 16) != 16:
+    supported = (
+        type(base) is comfy.model_base.WAN21  # subclasses are VACE, camera, S2V, HuMo, Animate, Wan 2.2 TI2V
+        and config.get("image_model") == "wan2.1"
+        and config.get("model_type", "t2v") == "t2v"
+        and config.get("in_dim", 16) == 16
+        and config.get("out_dim", 16) == 16
+    )
+    if not supported:
         raise ValueError(
-            f"{node}: the MODEL is a Wan 2.1 '{config.get('model_type')}' model; "
-            "Follow-Your-Motion needs the text-to-video model (wan2.1_t2v_1.3B or _14B)"
+            f"{node}: the MODEL is {model_name(model)}; Follow-Your-Motion trains Wan text-to-video 1.3B and 14B "
+            "models (wan2.1_t2v_1.3B, wan2.1_t2v_14B, or a Wan 2.2 A14B T2V expert). Load one of those with UNETLoader"
         )
     dm = base.diffusion_model
     return WanShape(len(dm.blocks), dm.num_heads, dm.dim // dm.num_heads)
 
 
-class ComfyWan:
-    """WanHost over a loaded ModelPatcher clone of a Wan 2.1 T2V MODEL."""
+def differentiable_attention(func, *args, **kwargs):
+    """An `optimized_attention_override`: PyTorch SDPA, which has a backward, whatever backend ComfyUI runs."""
+    return comfy.ldm.modules.attention.attention_pytorch(*args, **kwargs)
 
-    def __init__(self, patcher) -> None:
+
+def _host_takes_rope_options(diffusion_model) -> bool:
+    """Newer hosts (after 0.3.64) read transformer_options['rope_options'] (shift_t, scale_t) in rope_encode."""
+    return "transformer_options" in inspect.signature(type(diffusion_model).rope_encode).parameters
+
+
+class ComfyWan(AdapterHooks):
+    """WanHost over a loaded ModelPatcher clone of a Wan T2V MODEL."""
+
+    def __init__(self, patcher, training: bool) -> None:
         self.patcher = patcher
         self.diffusion_model = patcher.model.diffusion_model
         self.shape = wan_shape(patcher, "Follow-Your-Motion")
-        self.device = comfy.model_management.get_torch_device()
+        self.device = patcher.load_device
         self.dtype = patcher.model.manual_cast_dtype or patcher.model.get_dtype()
-        self._attached: dict[str, list[tuple[nn.Module, nn.Module]]] = {}
+        self.training = training
         assert self.shape.head_dim == WAN_HEAD_DIM
 
     def linear(self, layer: int, projection: str) -> nn.Module:
         return getattr(self.diffusion_model.blocks[layer].self_attn, projection)
 
     def velocity(self, x_t, sigma, context, frame_positions=None, transformer_options=None):
-        with self._rope_at(frame_positions):
+        options = dict(transformer_options or {})
+        if self.training:
+            options.setdefault("optimized_attention_override", differentiable_attention)
+        with self._rope_at(frame_positions, options):
             out = self.diffusion_model(
                 x_t.to(self.device, self.dtype),
                 (sigma * 1000).to(self.device, torch.float32),
                 context.to(self.device, self.dtype),
-                transformer_options=transformer_options or {},
+                transformer_options=options,
             )
         return out.float()
 
     @contextlib.contextmanager
-    def _rope_at(self, frame_positions: torch.Tensor | None) -> Iterator[None]:
-        """Temporal RoPE positions of the latent frames (float32 ids: fractional positions stay exact)."""
+    def _rope_at(self, frame_positions: torch.Tensor | None, options: dict) -> Iterator[None]:
+        """Temporal RoPE positions of the latent frames (adaptive RoPE).
+
+        Evenly spaced positions (the sparse sampler's) go through the host's own rope_options where it has
+        them (shift_t = first position, scale_t = spacing); otherwise rope_encode is shadowed for this call by
+        one stock rope_encode per frame at its own position (float32 ids: fractional positions stay exact).
+        """
         if frame_positions is None:
+            yield
+            return
+        positions = frame_positions.tolist()
+        steps = {round(b - a, 6) for a, b in zip(positions[:-1], positions[1:], strict=True)}
+        if len(steps) == 1 and _host_takes_rope_options(self.diffusion_model):
+            options["rope_options"] = {"shift_t": positions[0], "scale_t": steps.pop()}
             yield
             return
         dm = self.diffusion_model
         stock = type(dm).rope_encode.__get__(dm)
 
-        def rope_encode(t, h, w, t_start=0, steps_t=None, steps_h=None, steps_w=None, device=None, dtype=None):
-            if t != len(frame_positions):
-                raise ValueError(f"{len(frame_positions)} frame positions for {t} latent frames")
+        def rope_encode(t, h, w, t_start=0, steps_t=None, steps_h=None, steps_w=None, device=None, dtype=None, **kw):
+            if t != len(positions):
+                raise ValueError(f"{len(positions)} frame positions for {t} latent frames")
             per_frame = [
-                stock(1, h, w, t_start=float(p), steps_h=steps_h, steps_w=steps_w, device=device, dtype=torch.float32)
-                for p in frame_positions.tolist()
+                stock(1, h, w, t_start=p, steps_h=steps_h, steps_w=steps_w, device=device, dtype=torch.float32, **kw)
+                for p in positions
             ]
             return torch.cat(per_frame, dim=1)
 
@@ -104,23 +159,6 @@ class ComfyWan:
                 f"expected {2 * self.shape.num_layers} attention calls in a Wan T2V forward, saw {calls[0]}"
             )
 
-    def attach(self, key: str, adapters: dict[tuple[int, str], nn.Module]) -> None:
-        live = []
-        for (layer, projection), adapter in adapters.items():
-            self.patcher.add_weight_wrapper(f"diffusion_model.blocks.{layer}.self_attn.{projection}.weight", adapter)
-            module = self.linear(layer, projection)
-            module.weight_function = module.weight_function + [adapter]  # what ModelPatcher.load does on load
-            live.append((module, adapter))
-        self._attached[key] = live
-
-    def detach(self, key: str) -> None:
-        for module, adapter in self._attached.pop(key, []):
-            module.weight_function = [f for f in module.weight_function if f is not adapter]
-            name = next(n for n, f in self.patcher.weight_wrapper_patches.items() if adapter in f)
-            self.patcher.weight_wrapper_patches[name] = [
-                f for f in self.patcher.weight_wrapper_patches[name] if f is not adapter
-            ]
-
     @contextlib.contextmanager
     def checkpointing(self, enabled: bool) -> Iterator[None]:
         blocks = list(self.diffusion_model.blocks) if enabled else []
@@ -136,8 +174,8 @@ class ComfyWan:
                 del block.forward
 
     def release(self) -> None:
-        """Unload the clone and strip any weight function still attached."""
-        for key in list(self._attached):
+        """Remove every adapter hook and unload the clone."""
+        for key in self.attached_keys():
             self.detach(key)
         for index, loaded in enumerate(comfy.model_management.current_loaded_models):
             if loaded.model is self.patcher:
@@ -145,40 +183,100 @@ class ComfyWan:
                 break
 
 
-def make_autograd_safe(module: nn.Module) -> None:
-    """Freeze every weight and replace inference tensors by normal copies (same values) in `module`.
+@contextlib.contextmanager
+def autograd_safe(module: nn.Module) -> Iterator[None]:
+    """Inside the block, `module`'s inference tensors are replaced by normal copies (same values), and put back
+    after it, so the shared model is left exactly as it was.
 
-    ComfyUI loads and patches models under torch.inference_mode, and autograd refuses inference tensors on
-    the gradient path ("Inference tensors cannot be saved for backward"; setting .data is not enough: "do not
-    track version counter"), so each such Parameter or buffer is swapped for a clone made outside inference
-    mode. The module is shared with every clone of the MODEL; the values do not change, and ModelPatcher's
-    backups of patched weights still restore the originals. Costs one tensor of extra memory at a time, once.
+    ComfyUI loads models under torch.inference_mode, and autograd refuses inference tensors on the gradient
+    path ("Inference tensors cannot be saved for backward"). Only tensors already where they are used are
+    inference tensors (a model ComfyUI moves to the GPU inside `training_host` gets normal ones), so this
+    costs one copy of those, mostly on CPU runs.
     """
+    swapped = []
     for submodule in module.modules():
-        for name, param in list(submodule._parameters.items()):
-            if param is None:
-                continue
-            if param.is_inference():
-                submodule._parameters[name] = nn.Parameter(param.clone(), requires_grad=False)
-            else:
-                param.requires_grad_(False)
-        for name, buffer in list(submodule._buffers.items()):
-            if buffer is not None and buffer.is_inference():
-                submodule._buffers[name] = buffer.clone()
+        for table in (submodule._parameters, submodule._buffers):
+            for name, tensor in table.items():
+                if tensor is not None and tensor.is_inference():
+                    copy = tensor.clone()
+                    swapped.append((table, name, tensor))
+                    table[name] = nn.Parameter(copy, requires_grad=False) if isinstance(tensor, nn.Parameter) else copy
+    try:
+        yield
+    finally:
+        for table, name, tensor in swapped:
+            table[name] = tensor
+
+
+def training_dtype(patcher) -> torch.dtype:
+    """The compute dtype to train in: the model's if it is bf16 or fp32, else bf16 (fp32 where bf16 is not
+    supported or slow, as on CPUs). fp16 without a loss scaler underflows; fp8 weights compute in fp16 by default."""
+    current = patcher.model.manual_cast_dtype or patcher.model.get_dtype()
+    if current in (torch.float32, torch.bfloat16):
+        return current
+    return torch.bfloat16 if comfy.model_management.should_use_bf16(patcher.load_device) else torch.float32
+
+
+def _non_dynamic_clone(model):
+    """A clone that loads the usual way. Newer hosts' dynamic-VRAM patchers stream weights through shared
+    buffers that autograd cannot keep; their non-dynamic delegate is a second copy read from disk, once."""
+    if getattr(model, "is_dynamic", lambda: False)():
+        return model.get_non_dynamic_delegate()
+    return model.clone()
 
 
 @contextlib.contextmanager
-def training_host(model) -> Iterator[ComfyWan]:
-    """A ComfyWan on a fully loaded clone of `model`, for training or scoring; always released."""
-    patcher = model.clone()
-    if patcher.model.get_dtype() == torch.float16 and comfy.model_management.should_use_bf16(patcher.load_device):
-        patcher.set_model_compute_dtype(torch.bfloat16)  # fp16 training without loss scaling underflows
-    comfy.model_management.load_models_gpu([patcher], memory_required=1e20, force_full_load=True)
-    host = ComfyWan(patcher)
+def _in_training(module: nn.Module) -> Iterator[None]:
+    """The host's training flag and train mode while the block runs (as its own trainer sets them)."""
+    flag = hasattr(comfy.model_management, "in_training")  # newer hosts: fused inference kernels check it
+    was_training = module.training
+    module.train()
+    if flag:
+        comfy.model_management.in_training = True
     try:
-        with torch.inference_mode(False), torch.enable_grad():
-            make_autograd_safe(host.diffusion_model)
-            yield host
+        yield
+    finally:
+        if flag:
+            comfy.model_management.in_training = False
+        module.train(was_training)
+
+
+@contextlib.contextmanager
+def scoring_host(model, latent_shape: tuple[int, ...]) -> Iterator[ComfyWan]:
+    """A no-grad ComfyWan, loaded as for sampling (partially if it does not fit); always released."""
+    patcher = model.clone()
+    comfy.model_management.load_models_gpu([patcher], memory_required=patcher.memory_required(latent_shape))
+    host = ComfyWan(patcher, training=False)
+    try:
+        yield host
     finally:
         host.release()
         comfy.model_management.soft_empty_cache()
+
+
+@contextlib.contextmanager
+def training_host(model, latent_shape: tuple[int, ...], gradient_checkpointing: bool) -> Iterator[ComfyWan]:
+    """A ComfyWan set up for training; always released.
+
+    Without checkpointing the clone is loaded fully (as the stock trainer does). With it, ComfyUI may load
+    it partially, as for sampling, and stream the rest per block: that is how 14B trains on a 24 GB card.
+    The activation reserve (3x the sampling estimate for the latent) is a guess, not yet measured on a GPU.
+    """
+    with torch.inference_mode(False):
+        patcher = _non_dynamic_clone(model)
+        dtype = training_dtype(patcher)
+        if dtype != (patcher.model.manual_cast_dtype or patcher.model.get_dtype()):
+            patcher.set_model_compute_dtype(dtype)
+        if gradient_checkpointing:
+            reserve = 3 * patcher.memory_required(latent_shape)
+            comfy.model_management.load_models_gpu([patcher], memory_required=reserve)
+        else:
+            comfy.model_management.load_models_gpu([patcher], memory_required=1e20, force_full_load=True)
+        host = ComfyWan(patcher, training=True)
+        try:
+            with autograd_safe(host.diffusion_model), torch.enable_grad(), _in_training(host.diffusion_model):
+                host.diffusion_model.requires_grad_(False)  # only the adapters train
+                yield host
+        finally:
+            host.release()
+            comfy.model_management.soft_empty_cache()
