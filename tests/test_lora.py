@@ -130,3 +130,13 @@ def test_shape_mismatch_is_reported():
     exported = lora.export(lora.make_adapters(WanShape(1, 2, 8), {0: [0]}, 2, 2.0), WanShape(1, 2, 8))
     with pytest.raises(ValueError, match="trained on a Wan model with 1 layers x 2 heads"):
         exported.check_shape(WanShape(30, 12, 128), "Apply Motion LoRA")
+
+
+def test_a_truncated_file_names_itself_and_the_fix(tmp_path):
+    exported = lora.export(lora.make_adapters(WanShape(1, 2, 8), {0: [0]}, 2, 2.0), WanShape(1, 2, 8), stage="temporal")
+    path = tmp_path / "motion.safetensors"
+    lora.save(exported, str(path))
+    truncated = tmp_path / "cut.safetensors"
+    truncated.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"cut\.safetensors is not a readable \.safetensors file .*truncated"):
+        lora.load(str(truncated))
