@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from .comfy_server import MOTIONBENCH_UNET_NAME, TEST_CLIP_NAME, UNET_3LAYER_NAME, UNET_NAME, VAE_NAME, ComfyServer
+from .comfy_server import (
+    MOTIONBENCH_UNET_NAME,
+    TEST_CLIP_NAME,
+    UNET_3LAYER_NAME,
+    UNET_FP8_SCALED_NAME,
+    UNET_NAME,
+    VAE_NAME,
+    ComfyServer,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -122,6 +130,26 @@ def _build_tiny_wan21(path: Path, config: dict = TINY_WAN21_CONFIG, seed: int = 
     assert len(patcher.model.diffusion_model.blocks) == config["num_layers"]
 
 
+def _build_fp8_scaled(source: Path, path: Path) -> None:
+    """`source` as the fp8_scaled checkpoints users load (wan2.1_t2v_14B_fp8_scaled): every 2-D block weight
+    stored as float8_e4m3fn with a per-tensor `scale_weight` (real weight = stored * scale), and the
+    `scaled_fp8` marker tensor; ComfyUI 0.3.64 reads it with scaled_fp8 ops, newer hosts convert it to their
+    quantized format."""
+    import safetensors.torch
+    import torch
+
+    state = safetensors.torch.load_file(str(source))
+    scaled = {"scaled_fp8": torch.empty(0, dtype=torch.float8_e4m3fn)}
+    for key, value in state.items():
+        if key.startswith("blocks.") and key.endswith(".weight") and value.dim() == 2:
+            scale = value.abs().max().float() / 448.0
+            scaled[key] = (value / scale).to(torch.float8_e4m3fn)
+            scaled[key.removesuffix("weight") + "scale_weight"] = scale.reshape(())
+        else:
+            scaled[key] = value
+    safetensors.torch.save_file(scaled, str(path))
+
+
 def _convert_motionbench_wan(path: Path) -> bool:
     """The pre-trained MotionBench Wan (diffusers keys) renamed to ComfyUI keys at `path`; False if it was
     never built (python -m bench.motionbench.pretrain)."""
@@ -174,6 +202,7 @@ def comfy_models(comfy_dir, tmp_path_factory) -> ComfyModels:
     vae_path = dirs["vae"] / VAE_NAME
     _build_tiny_wan21(unet_path)
     _build_tiny_wan21(unet_3layer_path, TINY_WAN21_3LAYER_CONFIG, seed=2)
+    _build_fp8_scaled(unet_path, dirs["diffusion_models"] / UNET_FP8_SCALED_NAME)
     _build_random_wan21_vae(vae_path)
     motionbench_unet = dirs["diffusion_models"] / MOTIONBENCH_UNET_NAME
 

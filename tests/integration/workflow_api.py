@@ -18,6 +18,7 @@ Rules, as ComfyUI's frontend applies them:
 from __future__ import annotations
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"  # newer ComfyUI: a combo whose option brings its own widgets (SaveVideo)
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 UPLOAD_OPTIONS = ("image_upload", "video_upload", "audio_upload")
 NOTE_TYPES = {"Note", "MarkdownNote"}
@@ -28,7 +29,7 @@ def input_kind(spec) -> str:
     """'COMBO', 'INT', ... for a widget input spec from /object_info, else 'SOCKET'."""
     kind = "COMBO" if isinstance(spec[0], list) else spec[0]
     options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-    if kind in WIDGET_TYPES and not options.get("forceInput"):
+    if (kind in WIDGET_TYPES or kind == DYNAMIC_COMBO) and not options.get("forceInput"):
         return kind
     return "SOCKET"
 
@@ -68,6 +69,12 @@ def widget_values(node: dict, node_info: dict) -> dict:
             break
         result[name] = values[index]
         index += 1
+        if kind == DYNAMIC_COMBO:  # the chosen option's widgets follow, named "combo.widget" in the API
+            (chosen,) = [option for option in options["options"] if option["key"] == result[name]]
+            nested = {"input": chosen["inputs"], "input_order": {}}
+            for child, value in widget_values({"widgets_values": values[index:]}, nested).items():
+                result[f"{name}.{child}"] = value
+                index += 1
         upload = kind == "COMBO" and any(options.get(key) for key in UPLOAD_OPTIONS)
         if index < len(values):
             if has_control(name, kind, options) and values[index] in CONTROL_VALUES:

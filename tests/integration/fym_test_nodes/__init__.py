@@ -180,10 +180,131 @@ class MotionBenchClip(io.ComfyNode):
         )
 
 
+def pack_module(name: str):
+    """A module of the Follow-Your-Motion pack as the server loaded it (e.g. "nodes.wan_host")."""
+    found = [m for key, m in sys.modules.items() if key.endswith(f"FollowYourMotion.{name}")]
+    assert found, f"the Follow-Your-Motion pack's {name} is not loaded"
+    return found[0]
+
+
+class HostCheck(io.ComfyNode):
+    """Output node: measures the pack's ComfyUI host from inside the server and saves the numbers as JSON.
+
+    check "export": trains a spatial LoRA a few steps through training_host (in the MODEL's dtype, or
+    compute_dtype), then compares what it changes in the velocity while attached (the trained model) with
+    what the exported file changes when applied through Apply Motion LoRA (ComfyUI's own patching).
+    check "adaptive_rope": the velocity of latent frames 0 and 2 at their full-clip positions, against the
+    same frames run with stock RoPE rows 0 and 2 taken from a 3-frame rope_encode, and against positions 0, 1.
+    """
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FYMTest_HostCheck",
+            category="FYM/test",
+            inputs=[
+                io.Model.Input("model"),
+                io.Latent.Input("video_latent"),
+                io.Conditioning.Input("positive"),
+                io.Combo.Input("check", options=["export", "adaptive_rope"]),
+                io.Combo.Input("compute_dtype", options=["model", "bf16"]),
+                io.String.Input("filename_prefix", default="host_check"),
+            ],
+            outputs=[],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, model, video_latent, positive, check, compute_dtype, filename_prefix) -> io.NodeOutput:
+        import json
+
+        if compute_dtype == "bf16":
+            model = model.clone()
+            model.set_model_compute_dtype(torch.bfloat16)
+        run = cls.export if check == "export" else cls.adaptive_rope
+        result = run(model, video_latent["samples"], positive[0][0])
+        folder, filename, counter, _, _ = folder_paths.get_save_image_path(
+            f"fym_test/{filename_prefix}", folder_paths.get_output_directory()
+        )
+        path = os.path.join(folder, f"{filename}_{counter:05}_.json")
+        with open(path, "w") as handle:
+            json.dump(result, handle)
+        return io.NodeOutput(ui={"text": [path]})
+
+    @staticmethod
+    def export(model, samples, context):
+        from dataclasses import replace
+
+        wan_host, lora_nodes = pack_module("nodes.wan_host"), pack_module("nodes.lora")
+        fym_config, fym_heads, fym_train = (pack_module(f"fym.{m}") for m in ("config", "heads", "train"))
+        shape = wan_host.wan_shape(model, "test")
+        sim_s, sim_t = ([[value] * shape.num_heads for _ in range(shape.num_layers)] for value in (1.0, 0.1))
+        head_map = fym_heads.HeadMap(shape, sim_s, sim_t, 1.3, [0.5], 1, 64).with_changes(overrides="0.1=t")
+        config = replace(fym_config.SPATIAL, steps=3, rank=4, alpha=4.0, learning_rate=5e-2)
+        frames = samples[0].transpose(0, 1).unsqueeze(2)
+        generator = torch.Generator().manual_seed(3)
+        x0 = frames[:1]
+        noise = torch.randn(x0.shape, generator=generator)
+        sigma = torch.tensor([0.6])
+        x_t = sigma * noise + (1 - sigma) * x0
+
+        def velocity(host):
+            latent = model.model.process_latent_in(x_t.clone()).to(host.device)
+            return host.velocity(latent, sigma, context.to(host.device)).cpu()
+
+        with wan_host.training_host(model, tuple(x0.shape), False) as host:
+            latents = model.model.process_latent_in(frames.clone()).to(host.device)
+            result = fym_train.train_stage(host, "spatial", latents, context.to(host.device), head_map, config,
+                                           keep_attached=True)  # fmt: skip
+            with torch.no_grad():
+                trained = velocity(host)
+                host.detach("fym_spatial")
+                base = velocity(host)
+            dtype = str(host.dtype)
+        applied_model = lora_nodes.apply_motion_lora(model, result.lora, 1.0, "test")
+        with wan_host.scoring_host(applied_model, tuple(x0.shape)) as host, torch.no_grad():
+            applied = velocity(host)
+        with wan_host.scoring_host(model, tuple(x0.shape)) as host, torch.no_grad():
+            applied_base = velocity(host)
+        live, exported = (trained - base).flatten(), (applied - applied_base).flatten()
+        return {
+            "compute_dtype": dtype,
+            "cosine": float(torch.nn.functional.cosine_similarity(live, exported, dim=0)),
+            "norm_ratio": float(exported.norm() / live.norm()),
+            "effect": float(live.norm() / base.flatten().norm()),
+        }
+
+    @staticmethod
+    def adaptive_rope(model, samples, context):
+        wan_host = pack_module("nodes.wan_host")
+        x = samples[:, :, [0, 2]]
+        sigma = torch.tensor([0.5])
+        with wan_host.training_host(model, tuple(x.shape), False) as host, torch.no_grad():
+            latent = model.model.process_latent_in(x.clone()).to(host.device)
+            context = context.to(host.device)
+            adaptive = host.velocity(latent, sigma, context, frame_positions=torch.tensor([0.0, 2.0]))
+            stock = host.velocity(latent, sigma, context)
+            dm = host.diffusion_model
+            rope_encode = type(dm).rope_encode.__get__(dm)
+            h, w = latent.shape[-2:]
+            rows = rope_encode(3, h, w, device=host.device, dtype=torch.float32)
+            per_frame = rows.shape[1] // 3
+            expected_rows = torch.cat([rows[:, :per_frame], rows[:, 2 * per_frame :]], dim=1)
+            dm.rope_encode = lambda *args, **kwargs: expected_rows
+            try:
+                expected = host.velocity(latent, sigma, context)
+            finally:
+                del dm.rope_encode
+        return {
+            "adaptive_vs_expected": float((adaptive - expected).abs().max()),
+            "stock_vs_expected": float((stock - expected).abs().max()),
+        }
+
+
 class FYMTestExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [RandomConditioning, SyntheticVideo, LatentStats, LatentOp, MotionBenchClip]
+        return [RandomConditioning, SyntheticVideo, LatentStats, LatentOp, MotionBenchClip, HostCheck]
 
 
 async def comfy_entrypoint() -> FYMTestExtension:

@@ -1,0 +1,82 @@
+"""The pack's ComfyUI host measured inside the server: each weight dtype a CPU can run, and adaptive RoPE.
+
+Each graph loads the tiny Wan in one way (UNETLoader weight_dtype, an fp8_scaled checkpoint, bf16 compute),
+and FYMTest_HostCheck reports numbers from inside the server (see its docstring).
+"""
+
+import json
+
+import pytest
+
+from .comfy_server import UNET_FP8_SCALED_NAME, UNET_NAME
+from .test_harness import random_conditioning
+from .test_pack import reference_nodes
+
+# (checkpoint, UNETLoader weight_dtype, compute dtype asked of the model)
+LOADS = {
+    "fp32": (UNET_NAME, "default", "model"),
+    "bf16 compute": (UNET_NAME, "default", "bf16"),
+    "fp8 storage, bf16 compute": (UNET_NAME, "fp8_e4m3fn", "bf16"),
+    "fp8 storage": (UNET_NAME, "fp8_e4m3fn", "model"),
+    "fp8_scaled": (UNET_FP8_SCALED_NAME, "default", "model"),
+    "fp8_scaled, bf16 compute": (UNET_FP8_SCALED_NAME, "default", "bf16"),
+}
+
+
+def host_check(comfy, check: str, unet: str, weight_dtype: str, compute_dtype: str) -> dict:
+    graph = reference_nodes()
+    graph.update(
+        {
+            "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": unet, "weight_dtype": weight_dtype}},
+            "caption": random_conditioning(1),
+            "check": {
+                "class_type": "FYMTest_HostCheck",
+                "inputs": {
+                    "model": ["unet", 0],
+                    "video_latent": ["prep", 0],
+                    "positive": ["caption", 0],
+                    "check": check,
+                    "compute_dtype": compute_dtype,
+                    "filename_prefix": f"{check}_{weight_dtype}_{compute_dtype}",
+                },
+            },
+        }
+    )
+    entry = comfy.run(graph, timeout=300)
+    (path,) = entry["outputs"]["check"]["text"]
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def on_newer_host(comfy_dir) -> bool:
+    return (comfy_dir / "comfy_api" / "latest" / "_io.py").read_text().count("DynamicCombo") > 0
+
+
+@pytest.mark.parametrize("load", list(LOADS))
+def test_the_exported_lora_reproduces_the_trained_model(comfy, comfy_dir, load, request):
+    if "fp8_scaled" in load and on_newer_host(comfy_dir):
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="ComfyUI 0.33 on CPU: after training, loading the base model again fails while ComfyUI "
+                "unpatches the LoRA of its quantized fp8_scaled weights (RuntimeError: Cannot set version_counter "
+                "for inference tensor, in ModelPatcher.unpatch_model); not yet isolated from the pack",
+            )
+        )
+    """What Apply Motion LoRA adds equals what training changed, in real weight units, in every dtype: a
+    mis-scaled export (an fp8_scaled delta trained in stored units, off by 1/scale_weight) fails the ratio."""
+    result = host_check(comfy, "export", *LOADS[load])
+    assert result["compute_dtype"] != "torch.float16", result  # never fp16 without a loss scaler
+    if "bf16" in load:
+        assert result["compute_dtype"] == "torch.bfloat16", result
+    assert result["effect"] > 0.05, result  # the LoRA changes the output clearly, so the comparison means something
+    low_precision = "fp8" in load or "bf16" in load  # the applied delta is rounded into the stored weight
+    assert result["cosine"] > (0.95 if low_precision else 0.9999), result
+    assert abs(result["norm_ratio"] - 1) < (0.1 if low_precision else 1e-3), result
+
+
+def test_adaptive_rope_uses_the_full_clip_positions(comfy):
+    """Frames 0 and 2 trained as a pair see RoPE rows 0 and 2 of the full clip, not 0 and 1."""
+    result = host_check(comfy, "adaptive_rope", UNET_NAME, "default", "model")
+    assert result["stock_vs_expected"] > 1e-5, result  # positions 0, 1 change the output measurably
+    assert result["adaptive_vs_expected"] < result["stock_vs_expected"] / 100, result
