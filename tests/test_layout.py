@@ -77,9 +77,29 @@ def test_root_package_imports_without_comfyui():
     assert module.WEB_DIRECTORY == "./web"
 
 
-def test_one_version():
-    import tomllib
+def project_version(pyproject: str) -> str:
+    """The [project] table's version from pyproject.toml text; a line-based read so that Python 3.10, which has
+    no tomllib, runs this check too (version is a plain one-line string there)."""
+    table = re.search(r"^\[project\]\s*$(.*?)(?=^\[)", pyproject + "\n[", re.MULTILINE | re.DOTALL)
+    assert table, "pyproject.toml has no [project] table"
+    version = re.search(r"""^version\s*=\s*["']([^"']+)["']\s*(?:#.*)?$""", table[1], re.MULTILINE)
+    assert version, "pyproject.toml's [project] table has no version = \"...\" line"
+    return version[1]
 
+
+def test_project_version_reader():
+    text = '[tool.x]\nversion = "9"\n\n[project]\nname = "p"\nversion = "1.2.3"  # note\n\n[tool.y]\nversion = "8"\n'
+    assert project_version(text) == "1.2.3"
+    assert project_version('[project]\nversion = \'0.4\'') == "0.4"
+
+
+def test_one_version():
     from fym.config import VERSION
 
-    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"] == VERSION
+    text = (ROOT / "pyproject.toml").read_text()
+    assert project_version(text) == VERSION
+    try:
+        import tomllib  # Python 3.11+: cross-check the line-based read with a real TOML parser
+    except ImportError:
+        return
+    assert tomllib.loads(text)["project"]["version"] == VERSION

@@ -6,7 +6,14 @@ import torch
 from fym.config import SPATIAL, TEMPORAL, TrainConfig
 from fym.heads import HeadMap
 from fym.host import WanShape
-from fym.train import NonFiniteLoss, adaptive_rope_positions, motion_loss, sparse_frame_indices, train_stage
+from fym.train import (
+    NonFiniteLoss,
+    _batch,
+    adaptive_rope_positions,
+    motion_loss,
+    sparse_frame_indices,
+    train_stage,
+)
 
 
 def split_map(shape):
@@ -15,27 +22,56 @@ def split_map(shape):
     return HeadMap(shape, s, [[0.5] * shape.num_heads] * shape.num_layers, 1.3, [0.5], 1, 64)
 
 
-def test_sparse_frame_indices():
+@pytest.mark.parametrize("num_frames,stride,count", [(21, 5, 5), (9, 2, 3), (9, 2, 5), (13, 3, 4), (6, 1, 2)])
+def test_sparse_frame_indices_stay_in_the_clip_and_draw_every_start(num_frames, stride, count):
     generator = torch.Generator().manual_seed(0)
-    seen = set()
-    for _ in range(50):
-        indices = sparse_frame_indices(21, 5, 5, generator)
-        assert indices.tolist() == [0, 5, 10, 15, 20]  # the paper's 17-of-81 case has one window
-        indices = sparse_frame_indices(9, 2, 3, generator)
-        assert (indices.diff() == 2).all() and indices.min() >= 0 and indices.max() <= 8
-        seen.add(int(indices[0]))
-    assert seen == {0, 1, 2, 3, 4}  # every start is drawn
-    with pytest.raises(ValueError, match="lower frame_count or frame_stride"):
-        sparse_frame_indices(9, 5, 5, generator)
+    span = (count - 1) * stride + 1
+    starts = set()
+    for _ in range(200):
+        indices = sparse_frame_indices(num_frames, stride, count, generator)
+        assert indices.dtype == torch.int64 and len(indices) == count
+        assert (indices.diff() == stride).all()
+        assert 0 <= int(indices.min()) and int(indices.max()) <= num_frames - 1
+        starts.add(int(indices[0]))
+    assert starts == set(range(num_frames - span + 1))  # the window moves over the whole clip, never past it
 
 
-def test_adaptive_rope_positions_are_full_clip_indices_and_match_eq2():
-    indices = torch.tensor([0, 5, 10, 15])
-    positions = adaptive_rope_positions(indices)
-    assert positions.dtype == torch.float32 and positions.tolist() == [0, 5, 10, 15]
-    full, sampled = 20, 4  # eq. 2 with F = 20, F_samp = 4: F/2 + F/F_samp (i - F_samp/2)
-    eq2 = [full / 2 + full / sampled * (i - sampled / 2) for i in range(sampled)]
-    assert positions.tolist() == eq2
+def test_sparse_frame_indices_reject_a_span_longer_than_the_clip():
+    generator = torch.Generator().manual_seed(0)
+    assert sparse_frame_indices(9, 2, 5, generator).tolist() == [0, 2, 4, 6, 8]  # span 9 fits a 9-frame clip
+    with pytest.raises(ValueError, match=r"span 10 latent frames but the clip has 9") as error:
+        sparse_frame_indices(9, 3, 4, generator)
+    message = str(error.value)
+    assert "lower frame_count or frame_stride" in message and "(37 video frames)" in message  # 4 * (10 - 1) + 1
+
+
+@pytest.mark.parametrize("indices", [[0, 5, 10, 15], [2, 4, 6], [3, 6, 9, 12, 15], [7]])
+def test_adaptive_rope_positions_are_the_full_clip_indices(indices):
+    positions = adaptive_rope_positions(torch.tensor(indices))
+    assert positions.dtype == torch.float32 and positions.tolist() == [float(i) for i in indices]
+
+
+@pytest.mark.parametrize("stride,count", [(2, 3), (1, 4), (3, 3)])
+def test_temporal_batches_carry_each_sampled_frames_full_clip_position(stride, count):
+    """Frame t of the clip holds the value t, so each sampled frame shows which clip frame it came from; its RoPE
+    position must be that index (not eq. 2's i * F / F_samp, which differs whenever stride != F / F_samp)."""
+    frames = 9
+    clip = torch.arange(frames, dtype=torch.float32).view(1, 1, frames, 1, 1).expand(1, 16, frames, 2, 2)
+    config = replace(TEMPORAL, frame_stride=stride, frame_count=count)
+    generator = torch.Generator().manual_seed(0)
+    firsts = set()
+    for _ in range(40):
+        x0, positions = _batch("temporal", clip, config, generator)
+        assert x0.shape == (1, 16, count, 2, 2)
+        shown = x0[0, 0, :, 0, 0]
+        assert positions is not None and positions.tolist() == shown.tolist()
+        assert (shown.diff() == stride).all()
+        firsts.add(int(shown[0]))
+    assert len(firsts) > 1  # the window moves
+    x0, positions = _batch("temporal", clip, replace(config, adaptive_rope=False), generator)
+    assert positions is None and x0.shape[2] == count  # stock 0..T-1 positions
+    x0, positions = _batch("temporal", clip, replace(config, sparse_sampling=False), generator)
+    assert positions is None and torch.equal(x0, clip)
 
 
 def test_stock_positions_reproduce_the_stock_forward(host, clip, context):
