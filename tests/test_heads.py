@@ -172,7 +172,9 @@ def test_a_head_is_temporal_exactly_when_sim_s_is_below_alpha_times_sim_t():
 def test_alpha_moves_exactly_the_heads_whose_ratio_it_passes():
     ratios = [0.5, 0.9, 1.1, 1.4, 2.0]  # Sim_s / Sim_t
     sim_t = [0.2, 0.4, 0.1, 0.5, 0.3]
-    head_map = HeadMap(WanShape(1, 5, 8), [[r * t for r, t in zip(ratios, sim_t, strict=True)]], [sim_t], 1.3, [0.5], 1, 16)
+    head_map = HeadMap(
+        WanShape(1, 5, 8), [[r * t for r, t in zip(ratios, sim_t, strict=True)]], [sim_t], 1.3, [0.5], 1, 16
+    )
     for alpha in (0.4, 0.7, 1.0, 1.3, 1.7, 2.5):
         moved = head_map.with_changes(alpha=alpha)
         assert moved.heads(TEMPORAL).get(0, []) == [h for h, r in enumerate(ratios) if r < alpha], alpha
