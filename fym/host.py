@@ -61,7 +61,7 @@ class WanHost(Protocol):
         """Run adapter(x, y) beside each (layer, projection) linear (input x, output y), under a key."""
 
     def detach(self, key: str) -> None:
-        """Remove the weight functions added under key; the model is as before attach."""
+        """Remove the adapters added under key; the model is as before attach."""
 
     def checkpointing(self, enabled: bool) -> contextlib.AbstractContextManager:
         """Gradient checkpointing of every block while the context is open."""
@@ -71,13 +71,15 @@ class AdapterHooks:
     """attach/detach for a host with `linear(layer, projection)`: each adapter runs beside its linear as a
     forward hook, y -> adapter(x, y), so the model's weights are never touched (any storage dtype works)."""
 
+    @property
+    def _hooks(self) -> dict:
+        """key -> the hook handles attached under it (made on first use: hosts keep their own __init__)."""
+        return self.__dict__.setdefault("_adapter_hooks", {})
+
     def attach(self, key: str, adapters: dict[tuple[int, str], nn.Module]) -> None:
-        hooks = getattr(self, "_hooks", None)
-        if hooks is None:
-            hooks = self._hooks = {}
-        if key in hooks:
+        if key in self._hooks:
             raise ValueError(f"adapters already attached under {key!r}")
-        hooks[key] = [
+        self._hooks[key] = [
             self.linear(layer, projection).register_forward_hook(
                 lambda _module, args, output, _adapter=adapter: _adapter(args[0], output)
             )
@@ -85,8 +87,8 @@ class AdapterHooks:
         ]
 
     def detach(self, key: str) -> None:
-        for handle in getattr(self, "_hooks", {}).pop(key, []):
+        for handle in self._hooks.pop(key, []):
             handle.remove()
 
     def attached_keys(self) -> list[str]:
-        return list(getattr(self, "_hooks", {}))
+        return list(self._hooks)

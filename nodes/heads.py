@@ -127,14 +127,13 @@ class ClassifyHeads(io.ComfyNode):
             latent = model.model.process_latent_in(samples).to(host.device)
             head_map = classify_heads(host, latent, context.to(host.device), config).with_changes(overrides=overrides)
         head_map, split = split_if_one_sided(head_map)
-        summary = (
-            f"{head_map.count(SPATIAL)} spatial, {head_map.count(TEMPORAL)} temporal heads at alpha {head_map.alpha:g}"
-        )
+        counts = f"{head_map.count(SPATIAL)} spatial, {head_map.count(TEMPORAL)} temporal heads"
+        summary = f"{counts} at alpha {head_map.alpha:g}"
         if split:
             summary = (
                 f"alpha {head_map.alpha:g} put every head on one side, so the heads were split in half by "
-                f"Sim_s / Sim_t instead (lower half temporal): {summary.split(' at ')[0]}. Change alpha or the "
-                "overrides to choose another split"
+                f"Sim_s / Sim_t instead (lower half temporal): {counts}. Change alpha or the overrides to choose "
+                "another split"
             )
             log.warning("%s: %s", NODE, summary)
         image = heat_map(head_map)[None]

@@ -12,6 +12,7 @@ from comfy_api.latest import io, ui
 
 from .. import fym
 from ..fym.config import APPLY_STRENGTH
+from ..fym.heads import SPATIAL
 from ..fym.lora import MotionLoRA
 from .types import CATEGORY, MotionLoRAType, free_output_path, node_error
 from .wan_host import wan_shape
@@ -44,9 +45,8 @@ def apply_motion_lora(model, lora: MotionLoRA, strength: float, node: str):
         raise ValueError(f"{node}: only {len(patches)} of {len(expected)} LoRA modules match this model")
     patched = model.clone()
     patched.add_patches(patches, strength)
-    stage = lora.metadata.get("stage")
     patched.model_options[APPLIED] = applied_loras(model) + [
-        {"stage": stage, "heads": lora.metadata.get("heads"), "strength": strength}
+        {"stage": lora.metadata.get("stage"), "heads": lora.metadata.get("heads"), "strength": strength}
     ]
     return patched
 
@@ -85,7 +85,7 @@ class ApplyMotionLoRA(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, motion_lora, strength):
-        if motion_lora.metadata.get("stage") == "spatial":
+        if motion_lora.metadata.get("stage") == SPATIAL:
             log.warning(
                 "%s: this is a spatial-stage LoRA (the reference's appearance). To move new subjects like the "
                 "reference, apply the temporal LoRA; the spatial one belongs only under Temporal LoRA Train.",

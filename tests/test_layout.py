@@ -83,14 +83,14 @@ def project_version(pyproject: str) -> str:
     table = re.search(r"^\[project\]\s*$(.*?)(?=^\[)", pyproject + "\n[", re.MULTILINE | re.DOTALL)
     assert table, "pyproject.toml has no [project] table"
     version = re.search(r"""^version\s*=\s*["']([^"']+)["']\s*(?:#.*)?$""", table[1], re.MULTILINE)
-    assert version, "pyproject.toml's [project] table has no version = \"...\" line"
+    assert version, 'pyproject.toml\'s [project] table has no version = "..." line'
     return version[1]
 
 
 def test_project_version_reader():
     text = '[tool.x]\nversion = "9"\n\n[project]\nname = "p"\nversion = "1.2.3"  # note\n\n[tool.y]\nversion = "8"\n'
     assert project_version(text) == "1.2.3"
-    assert project_version('[project]\nversion = \'0.4\'') == "0.4"
+    assert project_version("[project]\nversion = '0.4'") == "0.4"
 
 
 def test_one_version():

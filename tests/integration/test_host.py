@@ -5,6 +5,7 @@ and FYMTest_HostCheck reports numbers from inside the server (see its docstring)
 """
 
 import json
+import re
 
 import pytest
 
@@ -49,7 +50,10 @@ def host_check(comfy, check: str, unet: str, weight_dtype: str, compute_dtype: s
 
 
 def on_newer_host(comfy_dir) -> bool:
-    return (comfy_dir / "comfy_api" / "latest" / "_io.py").read_text().count("DynamicCombo") > 0
+    """Whether the ComfyUI under test is newer than 0.3.64 (from its comfyui_version.py)."""
+    text = (comfy_dir / "comfyui_version.py").read_text()
+    version = tuple(int(part) for part in re.search(r'__version__ = "([\d.]+)"', text)[1].split("."))
+    return version > (0, 3, 64)
 
 
 @pytest.mark.parametrize("load", list(LOADS))

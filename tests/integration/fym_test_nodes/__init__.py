@@ -77,6 +77,14 @@ class SyntheticVideo(io.ComfyNode):
         return io.NodeOutput(moving_square_video(frames, height, width, seed))
 
 
+def output_file(prefix: str, extension: str) -> str:
+    """A new file <output>/fym_test/<prefix>_NNNNN_.<extension> (the tests read it back by the ui text)."""
+    folder, filename, counter, _, _ = folder_paths.get_save_image_path(
+        f"fym_test/{prefix}", folder_paths.get_output_directory()
+    )
+    return os.path.join(folder, f"{filename}_{counter:05}_.{extension}")
+
+
 class LatentStats(io.ComfyNode):
     """Output node: saves latent["samples"] to <output>/fym_test/ with
     torch.save and reports the file path as ui text."""
@@ -96,10 +104,7 @@ class LatentStats(io.ComfyNode):
 
     @classmethod
     def execute(cls, latent, filename_prefix) -> io.NodeOutput:
-        folder, filename, counter, _, _ = folder_paths.get_save_image_path(
-            f"fym_test/{filename_prefix}", folder_paths.get_output_directory()
-        )
-        path = os.path.join(folder, f"{filename}_{counter:05}_.pt")
+        path = output_file(filename_prefix, "pt")
         torch.save(latent["samples"].detach().cpu().contiguous(), path)
         return io.NodeOutput(ui={"text": [path]})
 
@@ -223,10 +228,7 @@ class HostCheck(io.ComfyNode):
             model.set_model_compute_dtype(torch.bfloat16)
         run = cls.export if check == "export" else cls.adaptive_rope
         result = run(model, video_latent["samples"], positive[0][0])
-        folder, filename, counter, _, _ = folder_paths.get_save_image_path(
-            f"fym_test/{filename_prefix}", folder_paths.get_output_directory()
-        )
-        path = os.path.join(folder, f"{filename}_{counter:05}_.json")
+        path = output_file(filename_prefix, "json")
         with open(path, "w") as handle:
             json.dump(result, handle)
         return io.NodeOutput(ui={"text": [path]})
