@@ -184,28 +184,34 @@ class ComfyWan(AdapterHooks):
 
 
 @contextlib.contextmanager
-def autograd_safe(module: nn.Module) -> Iterator[None]:
-    """Inside the block, `module`'s inference tensors are replaced by normal copies (same values), and put back
-    after it, so the shared model is left exactly as it was.
+def tensors_put_back(module: nn.Module) -> Iterator[None]:
+    """Every parameter and buffer object of `module` is put back after the block, so a shared model is left
+    exactly as it was. Newer hosts re-wrap quantized (fp8_scaled) weights as new tensors when they are moved
+    outside inference mode (comfy/ops.py _quantized_apply), which ComfyUI's later loads in inference mode
+    cannot unpatch; `make_autograd_safe` swaps tensors too. Weights moved in place keep their object."""
+    saved = [(table, name, tensor) for sub in module.modules() for table in (sub._parameters, sub._buffers)
+             for name, tensor in table.items()]  # fmt: skip
+    try:
+        yield
+    finally:
+        for table, name, tensor in saved:
+            table[name] = tensor
+
+
+def make_autograd_safe(module: nn.Module) -> None:
+    """Replace `module`'s inference tensors by normal copies (same values); `tensors_put_back` undoes it.
 
     ComfyUI loads models under torch.inference_mode, and autograd refuses inference tensors on the gradient
     path ("Inference tensors cannot be saved for backward"). Only tensors already where they are used are
     inference tensors (a model ComfyUI moves to the GPU inside `training_host` gets normal ones), so this
     costs one copy of those, mostly on CPU runs.
     """
-    swapped = []
     for submodule in module.modules():
         for table in (submodule._parameters, submodule._buffers):
             for name, tensor in table.items():
                 if tensor is not None and tensor.is_inference():
                     copy = tensor.clone()
-                    swapped.append((table, name, tensor))
                     table[name] = nn.Parameter(copy, requires_grad=False) if isinstance(tensor, nn.Parameter) else copy
-    try:
-        yield
-    finally:
-        for table, name, tensor in swapped:
-            table[name] = tensor
 
 
 def training_dtype(patcher) -> torch.dtype:
@@ -254,6 +260,18 @@ def scoring_host(model, latent_shape: tuple[int, ...]) -> Iterator[ComfyWan]:
         comfy.model_management.soft_empty_cache()
 
 
+def _load_for_training(patcher, latent_shape: tuple[int, ...], gradient_checkpointing: bool) -> None:
+    """Compute dtype, then a full load, or with checkpointing a partial one leaving an activation reserve."""
+    dtype = training_dtype(patcher)
+    if dtype != (patcher.model.manual_cast_dtype or patcher.model.get_dtype()):
+        patcher.set_model_compute_dtype(dtype)
+    if gradient_checkpointing:
+        reserve = 3 * patcher.memory_required(latent_shape)
+        comfy.model_management.load_models_gpu([patcher], memory_required=reserve)
+    else:
+        comfy.model_management.load_models_gpu([patcher], memory_required=1e20, force_full_load=True)
+
+
 @contextlib.contextmanager
 def training_host(model, latent_shape: tuple[int, ...], gradient_checkpointing: bool) -> Iterator[ComfyWan]:
     """A ComfyWan set up for training; always released.
@@ -264,19 +282,16 @@ def training_host(model, latent_shape: tuple[int, ...], gradient_checkpointing: 
     """
     with torch.inference_mode(False):
         patcher = _non_dynamic_clone(model)
-        dtype = training_dtype(patcher)
-        if dtype != (patcher.model.manual_cast_dtype or patcher.model.get_dtype()):
-            patcher.set_model_compute_dtype(dtype)
-        if gradient_checkpointing:
-            reserve = 3 * patcher.memory_required(latent_shape)
-            comfy.model_management.load_models_gpu([patcher], memory_required=reserve)
-        else:
-            comfy.model_management.load_models_gpu([patcher], memory_required=1e20, force_full_load=True)
-        host = ComfyWan(patcher, training=True)
         try:
-            with autograd_safe(host.diffusion_model), torch.enable_grad(), _in_training(host.diffusion_model):
-                host.diffusion_model.requires_grad_(False)  # only the adapters train
-                yield host
+            with tensors_put_back(patcher.model.diffusion_model):
+                _load_for_training(patcher, latent_shape, gradient_checkpointing)
+                host = ComfyWan(patcher, training=True)
+                try:
+                    make_autograd_safe(host.diffusion_model)
+                    with torch.enable_grad(), _in_training(host.diffusion_model):
+                        host.diffusion_model.requires_grad_(False)  # only the adapters train
+                        yield host
+                finally:
+                    host.release()
         finally:
-            host.release()
-            comfy.model_management.soft_empty_cache()
+            comfy.model_management.soft_empty_cache()  # after the copies are dropped
