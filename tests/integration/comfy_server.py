@@ -17,6 +17,7 @@ from pathlib import Path
 # File names of the test assets built by conftest.py (ComfyUI combo values).
 UNET_NAME = "fym_tiny_wan21_t2v.safetensors"
 UNET_3LAYER_NAME = "fym_tiny_wan21_t2v_3layer.safetensors"
+UNET_TI2V_NAME = "fym_tiny_wan22_ti2v.safetensors"  # the Wan 2.2 TI2V 5B architecture, tiny: refused by name
 UNET_FP8_SCALED_NAME = "fym_tiny_wan21_t2v_fp8_scaled.safetensors"  # the tiny model as an fp8_scaled checkpoint
 VAE_NAME = "fym_random_wan21_vae.safetensors"
 TEST_CLIP_NAME = "fym_test_clip.mp4"

@@ -21,6 +21,7 @@ from .comfy_server import (
     UNET_3LAYER_NAME,
     UNET_FP8_SCALED_NAME,
     UNET_NAME,
+    UNET_TI2V_NAME,
     VAE_NAME,
     ComfyServer,
 )
@@ -51,6 +52,8 @@ TINY_WAN21_CONFIG = dict(
 )
 # A second tiny model with another shape (3 layers), for shape-mismatch errors.
 TINY_WAN21_3LAYER_CONFIG = dict(TINY_WAN21_CONFIG, num_layers=3)
+# Wan 2.2 TI2V 5B's architecture (48-channel latents), tiny.
+TINY_WAN22_TI2V_CONFIG = dict(TINY_WAN21_CONFIG, in_dim=48, out_dim=48)
 # The ddconfig comfy/sd.py uses for a Wan 2.1 VAE ("decoder.middle.0.residual.0.gamma"
 # present, no Wan 2.2 keys).
 WAN21_VAE_CONFIG = dict(
@@ -111,7 +114,7 @@ def _init_small_normal(module, seed: int) -> None:
             param.copy_(noise + 1.0 if is_norm_scale else noise)
 
 
-def _build_tiny_wan21(path: Path, config: dict = TINY_WAN21_CONFIG, seed: int = 0) -> None:
+def _build_tiny_wan21(path: Path, config: dict = TINY_WAN21_CONFIG, seed: int = 0, detected: str = "WAN21_T2V") -> None:
     import comfy.ldm.wan.model
     import comfy.ops
     import comfy.sd
@@ -125,7 +128,7 @@ def _build_tiny_wan21(path: Path, config: dict = TINY_WAN21_CONFIG, seed: int = 
     safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
 
     patcher = comfy.sd.load_diffusion_model(str(path))
-    assert type(patcher.model.model_config).__name__ == "WAN21_T2V"
+    assert type(patcher.model.model_config).__name__ == detected
     assert patcher.model.diffusion_model.num_heads == config["num_heads"]
     assert len(patcher.model.diffusion_model.blocks) == config["num_layers"]
 
@@ -202,6 +205,7 @@ def comfy_models(comfy_dir, tmp_path_factory) -> ComfyModels:
     vae_path = dirs["vae"] / VAE_NAME
     _build_tiny_wan21(unet_path)
     _build_tiny_wan21(unet_3layer_path, TINY_WAN21_3LAYER_CONFIG, seed=2)
+    _build_tiny_wan21(dirs["diffusion_models"] / UNET_TI2V_NAME, TINY_WAN22_TI2V_CONFIG, seed=3, detected="WAN22_T2V")
     _build_fp8_scaled(unet_path, dirs["diffusion_models"] / UNET_FP8_SCALED_NAME)
     _build_random_wan21_vae(vae_path)
     motionbench_unet = dirs["diffusion_models"] / MOTIONBENCH_UNET_NAME

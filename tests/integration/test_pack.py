@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .comfy_server import TEST_CLIP_NAME, UNET_3LAYER_NAME, UNET_NAME, VAE_NAME, PromptRejected
+from .comfy_server import TEST_CLIP_NAME, UNET_3LAYER_NAME, UNET_NAME, UNET_TI2V_NAME, VAE_NAME, PromptRejected
 from .test_harness import ksampler, load_saved_latent, random_conditioning
 from .workflow_api import ui_to_api, widget_inputs, widget_values
 
@@ -475,6 +475,15 @@ def test_bad_inputs_load_motion_lora_on_other_lora(comfy, comfy_models):
     }
     message = run_expecting_error(comfy, graph)
     assert "FYM Load Motion LoRA" in message and "not a Follow-Your-Motion motion LoRA" in message, message
+
+
+def test_bad_inputs_a_wan22_ti2v_model_is_refused_by_its_name(comfy):
+    graph = training_nodes(unet=UNET_TI2V_NAME, temporal=False)
+    graph["heat"] = {"class_type": "PreviewImage", "inputs": {"images": ["classify", 1]}}
+    del graph["spatial"]
+    message = run_expecting_error(comfy, graph)
+    assert "FYM Classify Heads: the MODEL is Wan 2.2 TI2V" in message, message
+    assert "Wan 2.1" not in message.split("trains")[0], message  # no 'a Wan 2.1 model' contradiction
 
 
 def test_bad_inputs_head_map_from_another_model(comfy):
