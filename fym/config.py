@@ -57,6 +57,8 @@ class TrainConfig:
         frame_count: temporal stage: latent frames per step (5 latent frames = 17 video frames, the paper's
             16-17 of 81).
         adaptive_rope: temporal stage: sampled frames keep their full-clip RoPE positions (paper eq. 2).
+        noise_range: (low, high) noise levels trained; a Wan 2.2 A14B expert trains only in its own range
+            (`expert_noise_range`), other models in the whole (0, 1).
         gradient_checkpointing: recompute activations in backward to save memory (slower).
         log_every: log the loss and check it is finite every N steps.
         seed: seed of frame choice, noise and noise levels.
@@ -73,6 +75,7 @@ class TrainConfig:
     frame_stride: int = 5
     frame_count: int = 5
     adaptive_rope: bool = True
+    noise_range: tuple[float, float] = (0.0, 1.0)
     gradient_checkpointing: bool = False
     log_every: int = 50
     seed: int = 0
@@ -89,6 +92,10 @@ class TrainConfig:
             (self.frame_stride >= 1, f"frame_stride must be >= 1; got {self.frame_stride}"),
             (self.frame_count >= 2, f"frame_count must be >= 2 (motion needs two frames); got {self.frame_count}"),
             (self.log_every >= 1, f"log_every must be >= 1; got {self.log_every}"),
+            (
+                0.0 <= self.noise_range[0] < self.noise_range[1] <= 1.0,
+                f"noise_range must be (low, high) with 0 <= low < high <= 1; got {self.noise_range}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -98,3 +105,17 @@ class TrainConfig:
 SPATIAL = TrainConfig(steps=3000, weight_decay=0.1)
 TEMPORAL = TrainConfig(steps=2000, weight_decay=0.99, motion_loss_weight=1.0)
 APPLY_STRENGTH = 0.5  # paper Sec. 4.1: "The LoRA weights are set as 0.5"
+
+# Wan 2.2 A14B: the high-noise expert runs at sigma >= the boundary, the low-noise one below (Wan 2.2's
+# generate.py: boundary 0.875 for T2V, 0.9 for I2V; ComfyUI users switch experts with KSamplerAdvanced).
+EXPERT_BOUNDARY = {"t2v": 0.875, "i2v": 0.9}
+EXPERTS = ("whole range", "high-noise expert", "low-noise expert")
+
+
+def expert_noise_range(expert: str, image_to_video: bool) -> tuple[float, float]:
+    """The (low, high) noise levels an expert runs at; 'whole range' for every model but Wan 2.2 A14B."""
+    boundary = EXPERT_BOUNDARY["i2v" if image_to_video else "t2v"]
+    ranges = {EXPERTS[0]: (0.0, 1.0), EXPERTS[1]: (boundary, 1.0), EXPERTS[2]: (0.0, boundary)}
+    if expert not in ranges:
+        raise ValueError(f"expert must be one of {', '.join(EXPERTS)}; got {expert!r}")
+    return ranges[expert]

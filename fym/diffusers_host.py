@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from .host import AdapterHooks, QKCallback, WanShape
+from .host import GIVEN_BY_CONCAT, AdapterHooks, Condition, QKCallback, WanShape
 
 _DIFFUSERS_NAMES = {"q": "to_q", "k": "to_k", "v": "to_v"}
 
@@ -74,12 +74,16 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 
 
 class DiffusersWan(AdapterHooks):
-    """WanHost over a diffusers WanTransformer3DModel (T2V)."""
+    """WanHost over a diffusers WanTransformer3DModel: text-to-video, or image-to-video by concatenated
+    channels (Wan 2.2 A14B I2V's scheme, no CLIP image embedder) with Condition.per_frame["concat"]."""
 
     def __init__(self, model: nn.Module) -> None:
         config = model.config
-        if config.in_channels != 16 or getattr(config, "image_dim", None):
-            raise ValueError("DiffusersWan: only Wan 2.1 text-to-video transformers (16 input channels) are supported")
+        if getattr(config, "image_dim", None) or config.in_channels not in (config.out_channels, 2 * config.out_channels + 4):
+            raise ValueError(
+                "DiffusersWan: text-to-video transformers, or image-to-video ones whose first frame comes as extra "
+                "input channels (mask + image) without a CLIP image embedder, are supported"
+            )
         self.model = model.requires_grad_(False)  # only adapters train
         self.shape = WanShape(len(model.blocks), config.num_attention_heads, config.attention_head_dim)
 
@@ -87,13 +91,18 @@ class DiffusersWan(AdapterHooks):
         attn = self.model.blocks[layer].attn1
         return attn.to_out[0] if projection == "o" else getattr(attn, _DIFFUSERS_NAMES[projection])
 
-    def velocity(self, x_t, sigma, context, frame_positions=None):
+    def velocity(self, x_t, sigma, condition, frame_positions=None):
+        condition = Condition.of(condition)
         dtype = next(self.model.parameters()).dtype
+        if condition.first_frame not in (None, GIVEN_BY_CONCAT):
+            raise ValueError(f"DiffusersWan: a first frame given {condition.first_frame!r} is not supported")
+        if "concat" in condition.per_frame:  # (B, 4 + C, T, H, W): mask, then the first-frame image latent
+            x_t = torch.cat([x_t, condition.per_frame["concat"].to(x_t).expand(x_t.shape[0], -1, -1, -1, -1)], 1)
         with self._rope_at(frame_positions):
             return self.model(
                 hidden_states=x_t.to(dtype),
                 timestep=sigma * 1000,
-                encoder_hidden_states=context.to(dtype),
+                encoder_hidden_states=condition.text.to(dtype),
                 return_dict=False,
             )[0].float()
 
@@ -109,7 +118,7 @@ class DiffusersWan(AdapterHooks):
         finally:
             self.model.rope = rope
 
-    def capture_qk(self, x_t, sigma, context, on_qk: QKCallback) -> None:
+    def capture_qk(self, x_t, sigma, condition, on_qk: QKCallback) -> None:
         state: dict[str, torch.Tensor] = {}
         handles = []
 
@@ -136,7 +145,7 @@ class DiffusersWan(AdapterHooks):
             ]
         try:
             with torch.no_grad():
-                self.velocity(x_t, sigma, context)
+                self.velocity(x_t, sigma, condition)
         finally:
             for handle in handles:
                 handle.remove()

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from .config import ClassifyConfig
-from .host import WanHost, WanShape
+from .host import GIVEN_CLEAN, Condition, WanHost, WanShape
 
 SPATIAL, TEMPORAL = "spatial", "temporal"
 
@@ -216,10 +216,12 @@ def parse_overrides(text: str, shape: WanShape) -> dict[str, str]:
 
 
 def classify_heads(
-    host: WanHost, latent: torch.Tensor, context: torch.Tensor, config: ClassifyConfig | None = None
+    host: WanHost, latent: torch.Tensor, condition: Condition | torch.Tensor, config: ClassifyConfig | None = None
 ) -> HeadMap:
-    """Score every head of `host` on the reference latent (1, 16, T, H, W) with its caption context (1, L, D)."""
+    """Score every head of `host` on the reference latent (1, C, T, H, W) with its Condition (or caption
+    embedding (1, L, D)), as it would be sampled: a GIVEN_CLEAN first frame stays clean."""
     config = config or ClassifyConfig()
+    condition = Condition.of(condition) if condition is not None else None
     _, _, frames, height, width = latent.shape
     if frames < 2:
         raise ValueError("classify_heads needs a video latent with at least 2 frames")
@@ -238,7 +240,9 @@ def classify_heads(
     for sigma in config.sigmas:
         noise = torch.randn(latent.shape, generator=generator).to(latent)
         x_t = sigma * noise + (1 - sigma) * latent
-        host.capture_qk(x_t, torch.tensor([sigma], device=latent.device), context, on_qk)
+        if condition is not None and condition.first_frame == GIVEN_CLEAN:
+            x_t[:, :, :1] = latent[:, :, :1]
+        host.capture_qk(x_t, torch.tensor([sigma], device=latent.device), condition, on_qk)
     sims = sums / len(config.sigmas)
     return HeadMap(
         shape, sims[0].tolist(), sims[1].tolist(), config.alpha, list(config.sigmas), config.band,

@@ -1,10 +1,11 @@
-"""The narrow interface between the algorithm and a Wan 2.1 implementation.
+"""The narrow interface between the algorithm and a Wan implementation.
 
 Two hosts implement it: `fym.diffusers_host.DiffusersWan` (diffusers' WanTransformer3DModel: CI and the
 standalone API) and `nodes.wan_host.ComfyWan` (ComfyUI's WanModel). The algorithm is written once against it.
 
-Tensor layout everywhere: latents (B, C=16, T, H, W), normalised as the model expects; text context
-(B, L, text_dim); self-attention tokens are frame-major, token = t * (Hp * Wp) + row * Wp + col with
+Tensor layout everywhere: latents (B, C, T, H, W), normalised as the model expects (C = 16, or 48 for Wan 2.2
+TI2V 5B); what a clip is conditioned on is a `Condition` (a bare (B, L, text_dim) text tensor is accepted
+wherever a Condition is); self-attention tokens are frame-major, token = t * (Hp * Wp) + row * Wp + col with
 Hp = H / 2, Wp = W / 2 (Wan's 1x2x2 patches); a head h owns channels h * head_dim ... (h + 1) * head_dim - 1.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import torch
@@ -40,6 +41,48 @@ class WanShape:
         return {"num_layers": self.num_layers, "num_heads": self.num_heads, "head_dim": self.head_dim}
 
 
+GIVEN_BY_CONCAT = "concat"  # Wan I2V (2.1 I2V, 2.2 A14B I2V): first frame in extra input channels, generated too
+GIVEN_CLEAN = "clean"  # Wan 2.2 TI2V 5B: latent frame 0 enters clean at timestep 0 and is not generated
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What a clip is conditioned on besides its noisy latent.
+
+    Args:
+        text: (1, L, text_dim) caption embedding.
+        per_frame: tensors (1, C, T, H, W) over the clip's T latent frames (e.g. the first-frame image and mask of
+            an image-to-video model); `select` cuts them with the sampled frames.
+        extras: host-specific conditioning passed on unchanged.
+        first_frame: how latent frame 0 is given: None (text-to-video), GIVEN_BY_CONCAT or GIVEN_CLEAN.
+    """
+
+    text: torch.Tensor
+    per_frame: dict[str, torch.Tensor] = field(default_factory=dict)
+    extras: dict = field(default_factory=dict)
+    first_frame: str | None = None
+
+    @staticmethod
+    def of(condition: Condition | torch.Tensor) -> Condition:
+        """A Condition from a Condition or a bare text embedding (1, L, text_dim)."""
+        return condition if isinstance(condition, Condition) else Condition(condition)
+
+    def select(self, frames: torch.Tensor) -> Condition:
+        """The condition of the latent frames `frames` (K,) of the clip, in that order."""
+        cut = {name: value[:, :, frames.to(value.device)] for name, value in self.per_frame.items()}
+        return replace(self, per_frame=cut)
+
+    def ungiven(self) -> Condition:
+        """The condition of one frame to generate, none given (spatial-stage single frames): the clip's last
+        latent frame's, which a first-frame image leaves empty."""
+        return replace(self.select(torch.tensor([-1])), first_frame=None)
+
+    def to(self, device) -> Condition:
+        return replace(
+            self, text=self.text.to(device), per_frame={k: v.to(device) for k, v in self.per_frame.items()}
+        )
+
+
 class WanHost(Protocol):
     shape: WanShape
 
@@ -47,14 +90,19 @@ class WanHost(Protocol):
         """The self-attention linear `projection` ('q', 'k', 'v' or 'o') of block `layer`."""
 
     def velocity(
-        self, x_t: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, frame_positions: torch.Tensor | None
+        self,
+        x_t: torch.Tensor,
+        sigma: torch.Tensor,
+        condition: Condition | torch.Tensor,
+        frame_positions: torch.Tensor | None,
     ) -> torch.Tensor:
-        """Flow-matching velocity prediction (noise - x0) for x_t (B, 16, T, H, W) at sigma (B,) in [0, 1].
+        """Flow-matching velocity prediction (noise - x0) for x_t (B, C, T, H, W) at sigma (B,) in [0, 1].
 
+        With a GIVEN_CLEAN first frame, x_t's frame 0 is the clean latent and the host runs it at timestep 0.
         frame_positions: (T,) float temporal RoPE positions of the T latent frames, or None for 0..T-1.
         """
 
-    def capture_qk(self, x_t: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, on_qk: QKCallback) -> None:
+    def capture_qk(self, x_t: torch.Tensor, sigma: torch.Tensor, condition: Condition | torch.Tensor, on_qk: QKCallback) -> None:
         """One no-grad forward that calls on_qk for every self-attention layer."""
 
     def attach(self, key: str, adapters: dict[tuple[int, str], nn.Module]) -> None:

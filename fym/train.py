@@ -4,6 +4,10 @@ Spatial stage: LoRA on the spatial heads, one random single-frame latent per ste
 Temporal stage: LoRA on the temporal heads (the spatial LoRA frozen on the model), a sparse strided sample of
 the video's latent frames per step whose RoPE positions are their full-clip indices (adaptive RoPE, eq. 2),
 and loss = flow matching + weight * motion loss (eq. 3).
+
+Image-to-video models (a Condition with a given first frame) always see latent frame 0 with the sampled frames,
+as at inference, where the user's image is frame 0; spatial-stage frames are drawn as frames to generate.
+A Wan 2.2 A14B expert trains only in its own noise range (TrainConfig.noise_range).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch.nn.functional as F
 
 from .config import TrainConfig
 from .heads import SPATIAL, TEMPORAL, HeadMap
-from .host import WanHost, WanShape
+from .host import GIVEN_CLEAN, Condition, WanHost, WanShape
 from .lora import MotionLoRA, export, make_adapters
 
 log = logging.getLogger(__name__)
@@ -48,9 +52,13 @@ def adaptive_rope_positions(indices: torch.Tensor) -> torch.Tensor:
     return indices.to(torch.float32)
 
 
-def shifted_sigmas(count: int, shift: float, generator: torch.Generator) -> torch.Tensor:
-    """Flow-matching noise levels: u ~ U(0, 1) shifted as Wan samples them, shift * u / (1 + (shift - 1) u)."""
-    u = torch.rand(count, generator=generator)
+def shifted_sigmas(
+    count: int, shift: float, generator: torch.Generator, noise_range: tuple[float, float] = (0.0, 1.0)
+) -> torch.Tensor:
+    """Flow-matching noise levels (count,): u uniform shifted as Wan samples them, shift * u / (1 + (shift - 1) u),
+    with u drawn only where the result falls in noise_range (a Wan 2.2 A14B expert's range)."""
+    low, high = (sigma / (shift - (shift - 1) * sigma) for sigma in noise_range)  # the shift's inverse
+    u = low + (high - low) * torch.rand(count, generator=generator)
     return shift * u / (1 + (shift - 1) * u)
 
 
@@ -80,15 +88,15 @@ def check_stage_inputs(
     if not heads:
         raise ValueError(f"the head map has no {stage} heads; change alpha or the overrides in Classify Heads")
     if len(latent_shape) != 5:
-        raise ValueError(f"latents must be 5-D (B, 16, T, H, W); got {latent_shape}")
+        raise ValueError(f"latents must be 5-D (B, C, T, H, W); got {latent_shape}")
     if stage == SPATIAL and latent_shape[2] != 1:
         raise ValueError(
-            f"expected single-frame latents (frames, 16, 1, H, W); got {latent_shape}. "
+            f"expected single-frame latents (frames, C, 1, H, W); got {latent_shape}. "
             "Use Prepare Reference's frame_latents"
         )
     if stage == TEMPORAL and (latent_shape[0] != 1 or latent_shape[2] < 2):
         raise ValueError(
-            f"expected a video latent (1, 16, T >= 2, H, W); got {latent_shape}. Use Prepare Reference's video_latent"
+            f"expected a video latent (1, C, T >= 2, H, W); got {latent_shape}. Use Prepare Reference's video_latent"
         )
     if stage == TEMPORAL and config.sparse_sampling:
         sparse_frame_indices(latent_shape[2], config.frame_stride, config.frame_count, torch.Generator())
@@ -99,7 +107,7 @@ def train_stage(
     host: WanHost,
     stage: str,
     latents: torch.Tensor,
-    context: torch.Tensor,
+    condition: Condition | torch.Tensor,
     head_map: HeadMap,
     config: TrainConfig,
     on_step: Callable[[int], None] | None = None,
@@ -109,14 +117,19 @@ def train_stage(
 
     Args:
         stage: "spatial" (latents: (F, 16, 1, H, W), single-frame latents, one drawn per step) or
-            "temporal" (latents: (1, 16, T, H, W), the video latent).
-        context: (1, L, text_dim) caption embedding.
+            "temporal" (latents: (1, C, T, H, W), the video latent).
+        condition: the reference clip's Condition (its caption, and its first frame for image-to-video), or
+            its caption embedding (1, L, text_dim).
         head_map: decides which heads get the LoRA.
         on_step: called after every optimizer step with the step number (progress bar; may raise to cancel).
         keep_attached: leave the trained adapters on the host (frozen, under key "fym_<stage>"), e.g. for the
             temporal stage to train on top of the spatial LoRA; otherwise they are removed.
     """
     heads = check_stage_inputs(stage, tuple(latents.shape), head_map, host.shape, config)
+    condition = Condition.of(condition)
+    for name, value in condition.per_frame.items():
+        if stage == TEMPORAL and value.shape[2] != latents.shape[2]:
+            raise ValueError(f"the condition's {name} has {value.shape[2]} latent frames, the clip {latents.shape[2]}")
     device = latents.device
     adapters = make_adapters(host.shape, heads, config.rank, config.alpha, seed=config.seed)
     for adapter in adapters.values():
@@ -127,7 +140,7 @@ def train_stage(
     try:
         for p in params:
             p.requires_grad_(True)
-        losses = _optimize(host, stage, latents, context, params, config, on_step)
+        losses = _optimize(host, stage, latents, condition, params, config, on_step)
     except BaseException:
         host.detach(key)
         raise
@@ -138,16 +151,17 @@ def train_stage(
     lora = export(
         adapters, host.shape, stage=stage, steps=config.steps, alpha=config.alpha,
         heads={str(layer): h for layer, h in heads.items()}, head_map=head_map.to_json(),
-        learning_rate=config.learning_rate, weight_decay=config.weight_decay,
-        frame_sampling=_frame_sampling(stage, config), final_loss=losses[-1],
+        learning_rate=config.learning_rate, weight_decay=config.weight_decay, noise_range=list(config.noise_range),
+        frame_sampling=_frame_sampling(stage, config, condition), final_loss=losses[-1],
     )  # fmt: skip
     return StageResult(lora, losses, adapters)
 
 
-def _frame_sampling(stage: str, config: TrainConfig) -> dict:
+def _frame_sampling(stage: str, config: TrainConfig, condition: Condition) -> dict:
     if stage == SPATIAL:
         return {"mode": "single_frame"}
     return {
+        "first_frame_given": condition.first_frame,
         "mode": "sparse" if config.sparse_sampling else "all",
         "stride": config.frame_stride,
         "count": config.frame_count,
@@ -156,7 +170,7 @@ def _frame_sampling(stage: str, config: TrainConfig) -> dict:
     }
 
 
-def _optimize(host, stage, latents, context, params, config, on_step) -> list[float]:
+def _optimize(host, stage, latents, condition, params, config, on_step) -> list[float]:
     device = latents.device
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.AdamW(
@@ -165,14 +179,18 @@ def _optimize(host, stage, latents, context, params, config, on_step) -> list[fl
     step_losses = torch.zeros(config.steps, device=device)  # read back every log_every steps only
     with host.checkpointing(config.gradient_checkpointing):
         for step in range(config.steps):
-            x0, positions = _batch(stage, latents, config, generator)
-            sigma = shifted_sigmas(1, config.timestep_shift, generator).to(device)
+            x0, sample_condition, positions = _batch(stage, latents, condition, config, generator)
+            sigma = shifted_sigmas(1, config.timestep_shift, generator, config.noise_range).to(device)
             noise = torch.randn(x0.shape, generator=generator).to(device)
             x_t = sigma.view(-1, 1, 1, 1, 1) * noise + (1 - sigma.view(-1, 1, 1, 1, 1)) * x0
             target = noise - x0
-            predicted = host.velocity(x_t, sigma, context, positions)
+            if sample_condition.first_frame == GIVEN_CLEAN:  # frame 0 given clean, not generated: no loss on it
+                x_t = torch.cat([x0[:, :, :1], x_t[:, :, 1:]], dim=2)
+            predicted = host.velocity(x_t, sigma, sample_condition, positions)
+            if sample_condition.first_frame == GIVEN_CLEAN:
+                predicted, target = predicted[:, :, 1:], target[:, :, 1:]
             loss = F.mse_loss(predicted, target)
-            if config.motion_loss_weight > 0 and x0.shape[2] > 1:
+            if config.motion_loss_weight > 0 and predicted.shape[2] > 1:
                 loss = loss + config.motion_loss_weight * motion_loss(predicted, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -185,16 +203,19 @@ def _optimize(host, stage, latents, context, params, config, on_step) -> list[fl
     return step_losses.tolist()
 
 
-def _batch(stage, latents, config, generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One training sample: x0 (1, 16, T, H, W) and its temporal RoPE positions (T,) or None (stock 0..T-1)."""
+def _batch(stage, latents, condition, config, generator) -> tuple[torch.Tensor, Condition, torch.Tensor | None]:
+    """One training sample: x0 (1, C, K, H, W), its Condition, and its temporal RoPE positions (K,) or None
+    (stock 0..K-1). With a given first frame, latent frame 0 leads every sparse sample."""
     if stage == SPATIAL:
         index = int(torch.randint(0, latents.shape[0], (1,), generator=generator))
-        return latents[index : index + 1], None
+        return latents[index : index + 1], condition.ungiven(), None
     if not config.sparse_sampling:
-        return latents, None
+        return latents, condition, None
     indices = sparse_frame_indices(latents.shape[2], config.frame_stride, config.frame_count, generator)
+    if condition.first_frame is not None and indices[0] != 0:
+        indices = torch.cat([torch.zeros(1, dtype=indices.dtype), indices])
     positions = adaptive_rope_positions(indices).to(latents.device) if config.adaptive_rope else None
-    return latents[:, :, indices.to(latents.device)], positions
+    return latents[:, :, indices.to(latents.device)], condition.select(indices), positions
 
 
 def _check_and_log(stage: str, step_losses: torch.Tensor, step: int, window: int) -> None:

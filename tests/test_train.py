@@ -5,12 +5,13 @@ import torch
 
 from fym.config import SPATIAL, TEMPORAL, TrainConfig
 from fym.heads import HeadMap
-from fym.host import WanShape
+from fym.host import GIVEN_BY_CONCAT, GIVEN_CLEAN, Condition, WanShape
 from fym.train import (
     NonFiniteLoss,
     _batch,
     adaptive_rope_positions,
     motion_loss,
+    shifted_sigmas,
     sparse_frame_indices,
     train_stage,
 )
@@ -61,17 +62,54 @@ def test_temporal_batches_carry_each_sampled_frames_full_clip_position(stride, c
     generator = torch.Generator().manual_seed(0)
     firsts = set()
     for _ in range(40):
-        x0, positions = _batch("temporal", clip, config, generator)
+        x0, _, positions = _batch("temporal", clip, Condition(torch.zeros(1, 4, 8)), config, generator)
         assert x0.shape == (1, 16, count, 2, 2)
         shown = x0[0, 0, :, 0, 0]
         assert positions is not None and positions.tolist() == shown.tolist()
         assert (shown.diff() == stride).all()
         firsts.add(int(shown[0]))
     assert len(firsts) > 1  # the window moves
-    x0, positions = _batch("temporal", clip, replace(config, adaptive_rope=False), generator)
+    text_only = Condition(torch.zeros(1, 4, 8))
+    x0, _, positions = _batch("temporal", clip, text_only, replace(config, adaptive_rope=False), generator)
     assert positions is None and x0.shape[2] == count  # stock 0..T-1 positions
-    x0, positions = _batch("temporal", clip, replace(config, sparse_sampling=False), generator)
+    x0, _, positions = _batch("temporal", clip, text_only, replace(config, sparse_sampling=False), generator)
     assert positions is None and torch.equal(x0, clip)
+
+
+@pytest.mark.parametrize("first_frame", [GIVEN_BY_CONCAT, GIVEN_CLEAN])
+def test_image_conditioned_samples_always_show_the_given_first_frame_and_its_condition(first_frame):
+    """At inference the user's image is frame 0, so every sparse sample of an image-to-video clip holds latent
+    frame 0 at position 0, and the per-frame condition is cut with the same frames; spatial single frames are
+    frames to generate (the clip's last frame's condition, no first frame given)."""
+    frames = 9
+    clip = torch.arange(frames, dtype=torch.float32).view(1, 1, frames, 1, 1).expand(1, 16, frames, 2, 2)
+    image = torch.arange(frames, dtype=torch.float32).view(1, 1, frames, 1, 1).expand(1, 20, frames, 2, 2) + 100
+    condition = Condition(torch.zeros(1, 4, 8), per_frame={"concat": image}, first_frame=first_frame)
+    config = replace(TEMPORAL, frame_stride=2, frame_count=3)
+    generator = torch.Generator().manual_seed(0)
+    starts = set()
+    for _ in range(40):
+        x0, cut, positions = _batch("temporal", clip, condition, config, generator)
+        shown = x0[0, 0, :, 0, 0]
+        assert shown[0] == 0 and positions.tolist() == shown.tolist()
+        assert cut.per_frame["concat"][0, 0, :, 0, 0].tolist() == (shown + 100).tolist()
+        assert cut.first_frame == first_frame
+        starts.add(int(shown[1]))
+    assert len(starts) > 1 and x0.shape[2] in (3, 4)
+    frame, cut, _ = _batch("spatial", clip[0].transpose(0, 1)[:, :, None], condition, config, generator)
+    assert cut.first_frame is None and cut.per_frame["concat"][0, 0, :, 0, 0].tolist() == [108.0]
+
+
+def test_noise_range_keeps_every_sigma_inside_and_the_whole_range_is_unchanged():
+    """An A14B expert trains only at its own noise levels; the default range draws exactly the old levels."""
+    generator = torch.Generator().manual_seed(0)
+    high = shifted_sigmas(2000, 8.0, generator, (0.875, 1.0))
+    low = shifted_sigmas(2000, 8.0, generator, (0.0, 0.875))
+    assert high.min() >= 0.875 and high.max() <= 1.0 and low.max() <= 0.875 and low.min() >= 0.0
+    assert high.std() > 0.02 and low.std() > 0.1
+    whole = shifted_sigmas(100, 8.0, torch.Generator().manual_seed(1))
+    u = torch.rand(100, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(whole, 8 * u / (1 + 7 * u))
 
 
 def test_stock_positions_reproduce_the_stock_forward(host, clip, context):
