@@ -79,7 +79,10 @@ class DiffusersWan(AdapterHooks):
 
     def __init__(self, model: nn.Module) -> None:
         config = model.config
-        if getattr(config, "image_dim", None) or config.in_channels not in (config.out_channels, 2 * config.out_channels + 4):
+        if getattr(config, "image_dim", None) or config.in_channels not in (
+            config.out_channels,
+            2 * config.out_channels + 4,
+        ):
             raise ValueError(
                 "DiffusersWan: text-to-video transformers, or image-to-video ones whose first frame comes as extra "
                 "input channels (mask + image) without a CLIP image embedder, are supported"

@@ -78,9 +78,7 @@ class Condition:
         return replace(self.select(torch.tensor([-1])), first_frame=None)
 
     def to(self, device) -> Condition:
-        return replace(
-            self, text=self.text.to(device), per_frame={k: v.to(device) for k, v in self.per_frame.items()}
-        )
+        return replace(self, text=self.text.to(device), per_frame={k: v.to(device) for k, v in self.per_frame.items()})
 
 
 class WanHost(Protocol):
@@ -102,7 +100,9 @@ class WanHost(Protocol):
         frame_positions: (T,) float temporal RoPE positions of the T latent frames, or None for 0..T-1.
         """
 
-    def capture_qk(self, x_t: torch.Tensor, sigma: torch.Tensor, condition: Condition | torch.Tensor, on_qk: QKCallback) -> None:
+    def capture_qk(
+        self, x_t: torch.Tensor, sigma: torch.Tensor, condition: Condition | torch.Tensor, on_qk: QKCallback
+    ) -> None:
         """One no-grad forward that calls on_qk for every self-attention layer."""
 
     def attach(self, key: str, adapters: dict[tuple[int, str], nn.Module]) -> None:
