@@ -9,10 +9,11 @@ import folder_paths
 import torch
 from comfy_api.latest import io, ui
 
-from ..fym.config import ClassifyConfig
+from ..fym.config import EXPERTS, ClassifyConfig, expert_noise_range
 from ..fym.heads import SPATIAL, TEMPORAL, HeadMap, classify_heads, heat_map, parse_overrides, split_if_one_sided
-from .types import CATEGORY, HeadMapType, context_of, free_output_path, node_error
-from .wan_host import scoring_host, wan_shape
+from ..fym.host import GIVEN_BY_CONCAT
+from .types import CATEGORY, HeadMapType, free_output_path, node_error
+from .wan_host import scoring_host, wan_condition, wan_first_frame, wan_shape
 
 NODE = "FYM Classify Heads"
 log = logging.getLogger(__name__)
@@ -20,11 +21,27 @@ _DEFAULTS = ClassifyConfig()
 HEAD_MAP_FOLDER = "fym_head_maps"  # under ComfyUI's output folder
 
 
-def parse_sigmas(text: str) -> tuple[float, ...]:
+def parse_sigmas(text: str, noise_range: tuple[float, float], expert: str) -> tuple[float, ...]:
+    """The sigmas widget's numbers, each inside the expert's noise range."""
     try:
-        return tuple(float(part) for part in text.replace(",", " ").split())
+        sigmas = tuple(float(part) for part in text.replace(",", " ").split())
     except ValueError:
         raise ValueError(f"{NODE}: sigmas must be numbers between 0 and 1 separated by commas; got {text!r}") from None
+    low, high = noise_range
+    outside = [s for s in sigmas if not low <= s <= high]
+    if outside:
+        raise ValueError(
+            f"{NODE}: the {expert} runs at noise levels {low:g}-{high:g}, but sigmas has {outside}; score it where it "
+            f"runs, e.g. sigmas {(low + high) / 2:.3g}"
+        )
+    return sigmas
+
+
+EXPERT_TIP = (
+    "Wan 2.2 A14B has two experts, each its own MODEL: the high-noise one runs above sigma 0.875 (T2V) or 0.9 "
+    "(I2V), the low-noise one below (Wan 2.2's boundaries). Pick the one this MODEL is, so it is scored and trained "
+    "only where it runs. Other models: whole range."
+)
 
 
 class ClassifyHeads(io.ComfyNode):
@@ -38,13 +55,17 @@ class ClassifyHeads(io.ComfyNode):
             "or temporal (motion), paper Alg. 1. The spatial LoRA trains only spatial heads, the temporal LoRA only temporal ones. "
             "If alpha puts every head on one side, the heads are split in half by score instead, and 'summary' says so.",
             inputs=[
-                io.Model.Input("model", tooltip="Wan 2.1 text-to-video model (1.3B or 14B)."),
+                io.Model.Input(
+                    "model",
+                    tooltip="A Wan model: 2.1 T2V/I2V, a Wan 2.2 A14B T2V/I2V expert, or Wan 2.2 TI2V 5B.",
+                ),
                 io.Latent.Input(
                     "video_latent",
                     tooltip="The reference clip's video latent from Prepare Reference (at least 2 latent frames).",
                 ),
                 io.Conditioning.Input(
-                    "positive", tooltip="Caption of the reference clip (CLIPTextEncode with the Wan text encoder)."
+                    "positive",
+                    tooltip="Caption of the reference clip (CLIPTextEncode with the Wan text encoder). For an I2V model: WanImageToVideo's positive with the reference's first frame as start_image.",
                 ),
                 io.Float.Input(
                     "alpha",
@@ -57,7 +78,7 @@ class ClassifyHeads(io.ComfyNode):
                 io.String.Input(
                     "sigmas",
                     default=", ".join(str(s) for s in _DEFAULTS.sigmas),
-                    tooltip="Noise levels (0 = clean, 1 = pure noise) at which the reference is scored, comma separated; scores are averaged. The paper does not say; 0.5 is a middle step of sampling.",
+                    tooltip="Noise levels (0 = clean, 1 = pure noise) at which the reference is scored, comma separated; scores are averaged. The paper does not say; 0.5 is a middle step of sampling. Must lie in the expert's range (high-noise expert: e.g. 0.95).",
                 ),
                 io.Int.Input(
                     "num_queries",
@@ -87,6 +108,9 @@ class ClassifyHeads(io.ComfyNode):
                     multiline=True,
                     tooltip="Force heads by hand: layer.head=s or =t, separated by commas or lines, e.g. '0.3=t, 12.7=s'. Layers and heads count from 0.",
                 ),
+                io.Combo.Input(  # last and optional: workflows saved before it existed keep working
+                    "expert", options=list(EXPERTS), default=EXPERTS[0], optional=True, tooltip=EXPERT_TIP
+                ),
             ],
             outputs=[
                 HeadMapType.Output(
@@ -108,24 +132,28 @@ class ClassifyHeads(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, video_latent, positive, alpha, sigmas, num_queries, band, seed, overrides):
+    def execute(
+        cls, model, video_latent, positive, alpha, sigmas, num_queries, band, seed, overrides, expert=EXPERTS[0]
+    ):
         try:
             shape = wan_shape(model, NODE)
+            noise_range = expert_noise_range(expert, wan_first_frame(model, NODE) == GIVEN_BY_CONCAT)
             config = ClassifyConfig(
-                alpha=alpha, sigmas=parse_sigmas(sigmas), num_queries=num_queries, band=band, seed=seed
-            )
-            context = context_of(positive, NODE)
+                alpha=alpha, sigmas=parse_sigmas(sigmas, noise_range, expert), num_queries=num_queries, band=band,
+                seed=seed,
+            )  # fmt: skip
             samples = video_latent["samples"]
             if samples.dim() != 5 or samples.shape[0] != 1 or samples.shape[2] < 2:
                 raise ValueError(
-                    f"expected a video latent (1, 16, T >= 2, H, W); got {tuple(samples.shape)}. Use Prepare Reference's video_latent"
+                    f"expected a video latent (1, C, T >= 2, H, W); got {tuple(samples.shape)}. Use Prepare Reference's video_latent"
                 )
+            condition = wan_condition(model, positive, tuple(samples.shape), NODE)
             parse_overrides(overrides, shape)
         except ValueError as error:
             raise node_error(NODE, error) from None
         with scoring_host(model, tuple(samples.shape)) as host, torch.no_grad():
             latent = model.model.process_latent_in(samples).to(host.device)
-            head_map = classify_heads(host, latent, context.to(host.device), config).with_changes(overrides=overrides)
+            head_map = classify_heads(host, latent, condition.to(host.device), config).with_changes(overrides=overrides)
         head_map, split = split_if_one_sided(head_map)
         counts = f"{head_map.count(SPATIAL)} spatial, {head_map.count(TEMPORAL)} temporal heads"
         summary = f"{counts} at alpha {head_map.alpha:g}"

@@ -9,14 +9,16 @@ import comfy.utils
 import torch
 from comfy_api.latest import io
 
-from ..fym.config import SPATIAL, TEMPORAL, TrainConfig
+from ..fym.config import EXPERTS, SPATIAL, TEMPORAL, TrainConfig, expert_noise_range
 from ..fym.heads import SPATIAL as SPATIAL_STAGE
 from ..fym.heads import TEMPORAL as TEMPORAL_STAGE
+from ..fym.host import GIVEN_BY_CONCAT
 from ..fym.train import NonFiniteLoss, check_stage_inputs, train_stage
+from .heads import EXPERT_TIP
 from .lora import applied_loras, apply_motion_lora
 from .queue_checks import take_problem
-from .types import CATEGORY, HeadMapType, MotionLoRAType, context_of, node_error
-from .wan_host import training_host, wan_shape
+from .types import CATEGORY, HeadMapType, MotionLoRAType, node_error
+from .wan_host import training_host, wan_condition, wan_first_frame, wan_shape
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +26,12 @@ log = logging.getLogger(__name__)
 def common_inputs(defaults: TrainConfig, latent_name: str, latent_tooltip: str) -> list:
     """Inputs both training nodes share, with defaults read from the stage's TrainConfig."""
     return [
-        io.Model.Input("model", tooltip="Wan 2.1 text-to-video model."),
+        io.Model.Input("model", tooltip="A Wan model: 2.1 T2V/I2V, a Wan 2.2 A14B T2V/I2V expert, or Wan 2.2 TI2V 5B."),
         io.Latent.Input(latent_name, tooltip=latent_tooltip),
-        io.Conditioning.Input("positive", tooltip="Caption of the reference clip (CLIPTextEncode, Wan text encoder)."),
+        io.Conditioning.Input(
+            "positive",
+            tooltip="Caption of the reference clip (CLIPTextEncode, Wan text encoder). For an I2V model: WanImageToVideo's positive with the reference's first frame as start_image.",
+        ),
         HeadMapType.Input("head_map", tooltip="From Classify Heads: decides which heads get this LoRA."),
         io.Int.Input(
             "steps", default=defaults.steps, min=1, max=100000, tooltip=f"Optimizer steps (paper: {defaults.steps})."
@@ -87,6 +92,9 @@ def common_inputs(defaults: TrainConfig, latent_name: str, latent_tooltip: str) 
     ]
 
 
+# Last and optional, so workflows and API prompts saved before it existed keep working.
+EXPERT_INPUT = io.Combo.Input("expert", options=list(EXPERTS), default=EXPERTS[0], optional=True, tooltip=EXPERT_TIP)
+
 REQUEUE_NOTE = (
     " Re-queueing with unchanged inputs reuses the result, except on newer ComfyUI when it has freed cached results "
     "because RAM ran low: then it trains again. Save the LoRA with Save Motion LoRA to keep it."
@@ -119,11 +127,14 @@ OUTPUTS = [
 ]
 
 
-def config_from(node: str, defaults: TrainConfig, settings: dict) -> TrainConfig:
-    """The stage's TrainConfig with the node's widget values (widget ids are the field names; lora_alpha = alpha)."""
-    settings = dict(settings)
+def config_from(node: str, defaults: TrainConfig, model, settings: dict) -> TrainConfig:
+    """The stage's TrainConfig with the node's widget values (widget ids are the field names; lora_alpha = alpha,
+    expert = noise_range)."""
+    settings = {"expert": EXPERTS[0], **settings}
     settings["alpha"] = settings.pop("lora_alpha")
     try:
+        image_to_video = wan_first_frame(model, node) == GIVEN_BY_CONCAT
+        settings["noise_range"] = expert_noise_range(settings.pop("expert"), image_to_video)
         return replace(defaults, **settings)
     except ValueError as error:
         raise node_error(node, error) from None
@@ -152,8 +163,8 @@ def run_training(node: str, stage: str, model, latent, positive, head_map, confi
     samples = latent["samples"]
     try:
         shape = wan_shape(model, node)
-        context = context_of(positive, node)
         check_stage_inputs(stage, tuple(samples.shape), head_map, shape, config)
+        condition = wan_condition(model, positive, tuple(samples.shape), node)
         if stage == TEMPORAL_STAGE:
             check_spatial_lora_under(model, head_map, node)
     except ValueError as error:
@@ -166,7 +177,7 @@ def run_training(node: str, stage: str, model, latent, positive, head_map, confi
             latents = model.model.process_latent_in(samples.clone()).to(host.device)
             try:
                 result = train_stage(
-                    host, stage, latents, context.clone().to(host.device), head_map, config,
+                    host, stage, latents, condition.to(host.device), head_map, config,
                     on_step=lambda _: progress.update(1),
                 )  # fmt: skip
             except (ValueError, NonFiniteLoss) as error:
@@ -199,13 +210,14 @@ class SpatialLoRATrain(io.ComfyNode):
                 SPATIAL,
                 "frame_latents",
                 "Single-frame latents (frames, 16, 1, H, W) from Prepare Reference's frame_latents.",
-            ),
+            )
+            + [EXPERT_INPUT],
             outputs=OUTPUTS,
         )
 
     @classmethod
     def execute(cls, model, frame_latents, positive, head_map, **settings):
-        config = config_from(cls.NAME, SPATIAL, settings)
+        config = config_from(cls.NAME, SPATIAL, model, settings)
         return run_training(cls.NAME, SPATIAL_STAGE, model, frame_latents, positive, head_map, config)
 
 
@@ -242,7 +254,7 @@ class TemporalLoRATrain(io.ComfyNode):
                     default=TEMPORAL.frame_count,
                     min=2,
                     max=256,
-                    tooltip="Latent frames per step (paper: 16-17 of 81 video frames = 5 latent frames). Needs (count-1) x stride + 1 latent frames in the clip.",
+                    tooltip="Latent frames per step (paper: 16-17 of 81 video frames = 5 latent frames). Needs (count-1) x stride + 1 latent frames in the clip. Image-to-video models also see latent frame 0, the given first frame, every step.",
                 ),
                 io.Boolean.Input(
                     "adaptive_rope",
@@ -257,6 +269,7 @@ class TemporalLoRATrain(io.ComfyNode):
                     step=0.1,
                     tooltip="Weight of the motion loss (1 - cosine of frame-to-frame differences, paper eq. 3; paper: 1). 0 = off.",
                 ),
+                EXPERT_INPUT,
             ],
             outputs=OUTPUTS,
         )
@@ -269,7 +282,7 @@ class TemporalLoRATrain(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, video_latent, positive, head_map, **settings):
-        config = config_from(cls.NAME, TEMPORAL, settings)
+        config = config_from(cls.NAME, TEMPORAL, model, settings)
         return run_training(cls.NAME, TEMPORAL_STAGE, model, video_latent, positive, head_map, config)
 
 

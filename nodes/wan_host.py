@@ -23,13 +23,17 @@ from collections.abc import Iterator
 import comfy.ldm.modules.attention
 import comfy.model_base
 import comfy.model_management
+import comfy.sampler_helpers
+import comfy.samplers
 import torch
 from torch import nn
 
 from ..fym.config import WAN_HEAD_DIM
-from ..fym.host import AdapterHooks, QKCallback, WanShape
+from ..fym.host import GIVEN_BY_CONCAT, GIVEN_CLEAN, AdapterHooks, Condition, QKCallback, WanShape
+from .types import context_of
 
 _SIZES = {1536: "1.3B", 3072: "5B", 5120: "14B"}  # Wan's width -> the size users know it by
+IMAGE_KEYS = ("concat_latent_image", "concat_mask")  # what WanImageToVideo puts on the positive, per latent frame
 
 
 def model_name(model) -> str:
@@ -47,24 +51,57 @@ def model_name(model) -> str:
     return f"Wan {kind.upper()} {size}"
 
 
-def wan_shape(model, node: str) -> WanShape:
-    """The WanShape of a ComfyUI MODEL; a clear error naming the loaded model if it is not a Wan T2V model."""
+def wan_first_frame(model, node: str) -> str | None:
+    """How the Wan MODEL is given a first frame: None (text-to-video), GIVEN_BY_CONCAT (Wan 2.1 I2V, Wan 2.2
+    A14B I2V: image and mask channels beside the input) or GIVEN_CLEAN (Wan 2.2 TI2V 5B: a clean latent frame 0
+    at timestep 0). A clear error naming the loaded model if the pack cannot train it."""
     base = getattr(model, "model", None)
     config = getattr(getattr(base, "model_config", None), "unet_config", {}) or {}
-    supported = (
-        type(base) is comfy.model_base.WAN21  # subclasses are VACE, camera, S2V, HuMo, Animate, Wan 2.2 TI2V
-        and config.get("image_model") == "wan2.1"
-        and config.get("model_type", "t2v") == "t2v"
-        and config.get("in_dim", 16) == 16
-        and config.get("out_dim", 16) == 16
+    kind, in_dim, out_dim = config.get("model_type", "t2v"), config.get("in_dim", 16), config.get("out_dim", 16)
+    if config.get("image_model") == "wan2.1" and kind in ("t2v", "i2v"):
+        # exact classes: their subclasses are VACE, camera, S2V, HuMo, Animate, causal and other variants
+        if type(base) is comfy.model_base.WAN21 and out_dim == 16 and in_dim in (16, 36):
+            return None if in_dim == 16 else GIVEN_BY_CONCAT
+        if type(base) is comfy.model_base.WAN22 and out_dim == 48 and in_dim == 48:
+            return GIVEN_CLEAN
+    raise ValueError(
+        f"{node}: the MODEL is {model_name(model)} ({type(base).__name__}, {kind}); Follow-Your-Motion trains Wan "
+        "2.1 T2V/I2V, Wan 2.2 A14B T2V/I2V experts and Wan 2.2 TI2V 5B. Load one of those with UNETLoader"
     )
-    if not supported:
-        raise ValueError(
-            f"{node}: the MODEL is {model_name(model)}; Follow-Your-Motion trains Wan text-to-video 1.3B and 14B "
-            "models (wan2.1_t2v_1.3B, wan2.1_t2v_14B, or a Wan 2.2 A14B T2V expert). Load one of those with UNETLoader"
-        )
-    dm = base.diffusion_model
+
+
+def wan_shape(model, node: str) -> WanShape:
+    """The WanShape of a ComfyUI MODEL; a clear error naming the loaded model if the pack cannot train it."""
+    wan_first_frame(model, node)
+    dm = model.model.diffusion_model
     return WanShape(len(dm.blocks), dm.num_heads, dm.dim // dm.num_heads)
+
+
+def wan_condition(model, positive, latent_shape: tuple[int, ...], node: str) -> Condition:
+    """The reference clip's Condition from a CONDITIONING, checked against the model and the latent before any
+    work: the video latent (1, C, T, H, W), or single-frame latents (F, C, 1, H, W) whose size alone must match. For Wan I2V the positive must come from WanImageToVideo (or another node
+    that sets the first frame the same way) with the reference's first frame, size and length."""
+    text = context_of(positive, node)
+    first_frame = wan_first_frame(model, node)
+    entry = dict(positive[0][1])
+    per_frame = {key: entry.pop(key) for key in IMAGE_KEYS if key in entry}
+    if first_frame != GIVEN_BY_CONCAT:
+        per_frame = {}  # a text-to-video model takes no image channels (extra_conds would ignore them)
+    elif "concat_latent_image" not in per_frame:
+        raise ValueError(
+            f"{node}: the MODEL is {model_name(model)}, which needs the reference's first frame: connect the positive "
+            "output of WanImageToVideo (start_image = Prepare Reference's first frame, the same width, height and "
+            "frames) to 'positive'"
+        )
+    compared = slice(2 if latent_shape[2] > 1 else 3, 5)
+    for key, value in per_frame.items():
+        if value.dim() != 5 or value.shape[compared] != tuple(latent_shape[compared]):
+            raise ValueError(
+                f"{node}: the positive's {key} covers {tuple(value.shape[2:])} (latent frames, height, width) but the "
+                f"reference latent is {tuple(latent_shape[2:])}; give WanImageToVideo the same width, height and "
+                "length as Prepare Reference"
+            )
+    return Condition(text, per_frame, entry, first_frame)
 
 
 def differentiable_attention(func, *args, **kwargs):
@@ -92,18 +129,36 @@ class ComfyWan(AdapterHooks):
     def linear(self, layer: int, projection: str) -> nn.Module:
         return getattr(self.diffusion_model.blocks[layer].self_attn, projection)
 
-    def velocity(self, x_t, sigma, context, frame_positions=None, transformer_options=None):
+    def velocity(self, x_t, sigma, condition, frame_positions=None, transformer_options=None):
+        """Through ComfyUI's own conditioning path, as its sampler runs the model: the model's extra_conds (image
+        channels, CLIP vision, per-frame timesteps) and apply_model, which returns x0; v = (x_t - x0) / sigma."""
+        condition = Condition.of(condition)
         options = dict(transformer_options or {})
         if self.training:
             options.setdefault("optimized_attention_override", differentiable_attention)
+        x_t = x_t.to(self.device, torch.float32)
+        sigma = sigma.to(self.device, torch.float32)
+        conds = self._model_conds(x_t, condition)
         with self._rope_at(frame_positions, options):
-            out = self.diffusion_model(
-                x_t.to(self.device, self.dtype),
-                (sigma * 1000).to(self.device, torch.float32),
-                context.to(self.device, self.dtype),
-                transformer_options=options,
-            )
-        return out.float()
+            denoised = self.patcher.model.apply_model(x_t, sigma, transformer_options=options, **conds)
+        return (x_t - denoised) / sigma.clamp_min(1e-6).view(-1, 1, 1, 1, 1)
+
+    def _model_conds(self, x_t: torch.Tensor, condition: Condition) -> dict:
+        """apply_model's keyword arguments for x_t (B, C, T, H, W), built as ComfyUI's sampler builds them."""
+        entry = {**condition.extras, **condition.per_frame}
+        extra = {}
+        if condition.first_frame == GIVEN_CLEAN:  # as a LATENT noise_mask from Wan22ImageToVideoLatent: 0 = given
+            mask = torch.ones(x_t.shape[0], 1, *x_t.shape[2:], device=self.device)
+            mask[:, :, 0] = 0
+            extra["denoise_mask"] = mask
+        conds = comfy.sampler_helpers.convert_cond([[condition.text.to(self.device), entry]])
+        [encoded] = comfy.samplers.encode_model_conds(
+            self.patcher.model.extra_conds, conds, x_t, self.device, "positive", **extra
+        )
+        return {
+            key: value.process_cond(batch_size=x_t.shape[0], area=None).cond
+            for key, value in encoded["model_conds"].items()
+        }
 
     @contextlib.contextmanager
     def _rope_at(self, frame_positions: torch.Tensor | None, options: dict) -> Iterator[None]:
@@ -140,24 +195,31 @@ class ComfyWan(AdapterHooks):
         finally:
             del dm.rope_encode
 
-    def capture_qk(self, x_t, sigma, context, on_qk: QKCallback) -> None:
-        calls = [0]
+    def capture_qk(self, x_t, sigma, condition, on_qk: QKCallback) -> None:
         heads = self.shape.num_heads
+        layer_now: list[int | None] = [None]  # the block whose self-attention is running
 
         def override(attention, q, k, v, *args, **kwargs):
-            # T2V blocks call attention twice: self-attention (RoPE'd q, k) first, then cross-attention.
-            index, calls[0] = calls[0], calls[0] + 1
-            if index % 2 == 0:
+            if layer_now[0] is not None:  # the self-attention's own call: RoPE'd q, k (B, S, heads * head_dim)
                 b, s, _ = q.shape
-                on_qk(index // 2, q.view(b, s, heads, -1).float(), k.view(b, s, heads, -1).float())
+                on_qk(layer_now[0], q.view(b, s, heads, -1).float(), k.view(b, s, heads, -1).float())
+                seen.append(layer_now[0])
+                layer_now[0] = None
             return attention(q, k, v, *args, **kwargs)
 
-        with torch.no_grad():
-            self.velocity(x_t, sigma, context, transformer_options={"optimized_attention_override": override})
-        if calls[0] != 2 * self.shape.num_layers:
-            raise RuntimeError(
-                f"expected {2 * self.shape.num_layers} attention calls in a Wan T2V forward, saw {calls[0]}"
-            )
+        seen: list[int] = []
+        handles = [
+            block.self_attn.register_forward_pre_hook(lambda *_, _i=index: layer_now.__setitem__(0, _i))
+            for index, block in enumerate(self.diffusion_model.blocks)
+        ]
+        try:
+            with torch.no_grad():
+                self.velocity(x_t, sigma, condition, transformer_options={"optimized_attention_override": override})
+        finally:
+            for handle in handles:
+                handle.remove()
+        if seen != list(range(self.shape.num_layers)):
+            raise RuntimeError(f"expected self-attention in each of {self.shape.num_layers} Wan blocks, saw {seen}")
 
     @contextlib.contextmanager
     def checkpointing(self, enabled: bool) -> Iterator[None]:

@@ -17,7 +17,12 @@ from pathlib import Path
 # File names of the test assets built by conftest.py (ComfyUI combo values).
 UNET_NAME = "fym_tiny_wan21_t2v.safetensors"
 UNET_3LAYER_NAME = "fym_tiny_wan21_t2v_3layer.safetensors"
-UNET_TI2V_NAME = "fym_tiny_wan22_ti2v.safetensors"  # the Wan 2.2 TI2V 5B architecture, tiny: refused by name
+UNET_TI2V_NAME = "fym_tiny_wan22_ti2v.safetensors"  # the Wan 2.2 TI2V 5B architecture, tiny
+UNET_I2V_HIGH_NAME = "fym_tiny_wan22_i2v_high_noise.safetensors"  # Wan 2.2 A14B I2V experts' architecture, tiny
+UNET_I2V_LOW_NAME = "fym_tiny_wan22_i2v_low_noise.safetensors"
+UNET_T2V_LOW_NAME = "fym_tiny_wan22_t2v_low_noise.safetensors"  # a second T2V expert (UNET_NAME is the high one)
+UNET_WAN21_I2V_NAME = "fym_tiny_wan21_i2v.safetensors"  # Wan 2.1 I2V: image channels and a CLIP-vision img_emb
+UNET_VACE_NAME = "fym_tiny_wan21_vace.safetensors"  # a variant the pack refuses by name
 UNET_FP8_SCALED_NAME = "fym_tiny_wan21_t2v_fp8_scaled.safetensors"  # the tiny model as an fp8_scaled checkpoint
 VAE_NAME = "fym_random_wan21_vae.safetensors"
 TEST_CLIP_NAME = "fym_test_clip.mp4"

@@ -20,8 +20,13 @@ from .comfy_server import (
     TEST_CLIP_NAME,
     UNET_3LAYER_NAME,
     UNET_FP8_SCALED_NAME,
+    UNET_I2V_HIGH_NAME,
+    UNET_I2V_LOW_NAME,
     UNET_NAME,
+    UNET_T2V_LOW_NAME,
     UNET_TI2V_NAME,
+    UNET_VACE_NAME,
+    UNET_WAN21_I2V_NAME,
     VAE_NAME,
     ComfyServer,
 )
@@ -54,6 +59,11 @@ TINY_WAN21_CONFIG = dict(
 TINY_WAN21_3LAYER_CONFIG = dict(TINY_WAN21_CONFIG, num_layers=3)
 # Wan 2.2 TI2V 5B's architecture (48-channel latents), tiny.
 TINY_WAN22_TI2V_CONFIG = dict(TINY_WAN21_CONFIG, in_dim=48, out_dim=48)
+# Wan 2.2 A14B I2V experts: the 14B layout with 36 input channels (noise, mask, first-frame image), no img_emb.
+TINY_WAN22_I2V_CONFIG = dict(TINY_WAN21_CONFIG, in_dim=36)
+# Wan 2.1 I2V: the same plus a CLIP-vision projection (img_emb) and image key/value in cross-attention.
+TINY_WAN21_I2V_CONFIG = dict(TINY_WAN21_CONFIG, in_dim=36, model_type="i2v")
+TINY_VACE_CONFIG = dict(TINY_WAN21_CONFIG, vace_layers=1, vace_in_dim=96)
 # The ddconfig comfy/sd.py uses for a Wan 2.1 VAE ("decoder.middle.0.residual.0.gamma"
 # present, no Wan 2.2 keys).
 WAN21_VAE_CONFIG = dict(
@@ -121,9 +131,8 @@ def _build_tiny_wan21(path: Path, config: dict = TINY_WAN21_CONFIG, seed: int = 
     import safetensors.torch
     import torch
 
-    model = comfy.ldm.wan.model.WanModel(
-        **config, operations=comfy.ops.disable_weight_init, device="cpu", dtype=torch.float32
-    )
+    kind = comfy.ldm.wan.model.VaceWanModel if "vace_layers" in config else comfy.ldm.wan.model.WanModel
+    model = kind(**config, operations=comfy.ops.disable_weight_init, device="cpu", dtype=torch.float32)
     _init_small_normal(model, seed=seed)
     safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
 
@@ -206,6 +215,13 @@ def comfy_models(comfy_dir, tmp_path_factory) -> ComfyModels:
     _build_tiny_wan21(unet_path)
     _build_tiny_wan21(unet_3layer_path, TINY_WAN21_3LAYER_CONFIG, seed=2)
     _build_tiny_wan21(dirs["diffusion_models"] / UNET_TI2V_NAME, TINY_WAN22_TI2V_CONFIG, seed=3, detected="WAN22_T2V")
+    _build_tiny_wan21(dirs["diffusion_models"] / UNET_I2V_HIGH_NAME, TINY_WAN22_I2V_CONFIG, seed=4)
+    _build_tiny_wan21(dirs["diffusion_models"] / UNET_I2V_LOW_NAME, TINY_WAN22_I2V_CONFIG, seed=5)
+    _build_tiny_wan21(dirs["diffusion_models"] / UNET_T2V_LOW_NAME, TINY_WAN21_CONFIG, seed=6)
+    _build_tiny_wan21(
+        dirs["diffusion_models"] / UNET_WAN21_I2V_NAME, TINY_WAN21_I2V_CONFIG, seed=7, detected="WAN21_I2V"
+    )
+    _build_tiny_wan21(dirs["diffusion_models"] / UNET_VACE_NAME, TINY_VACE_CONFIG, seed=8, detected="WAN21_Vace")
     _build_fp8_scaled(unet_path, dirs["diffusion_models"] / UNET_FP8_SCALED_NAME)
     _build_random_wan21_vae(vae_path)
     motionbench_unet = dirs["diffusion_models"] / MOTIONBENCH_UNET_NAME

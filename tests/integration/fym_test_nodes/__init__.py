@@ -55,6 +55,37 @@ class RandomConditioning(io.ComfyNode):
         return io.NodeOutput([[context, {}]])
 
 
+class ClipVisionOutput:
+    """What CLIPVisionEncode returns, as far as Wan 2.1 I2V reads it (penultimate_hidden_states)."""
+
+    def __init__(self, hidden: torch.Tensor) -> None:
+        self.penultimate_hidden_states = hidden
+
+    def get(self, key, default=None):
+        return getattr(self, key, default)
+
+    def __getitem__(self, key):
+        return getattr(self, key)
+
+
+class RandomClipVision(io.ComfyNode):
+    """Seeded random CLIP-vision output (1, 257, 1280), since the tests have no CLIP vision model."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FYMTest_RandomClipVision",
+            category="FYM/test",
+            inputs=[io.Int.Input("seed", default=0, min=0, max=2**31 - 1)],
+            outputs=[io.ClipVisionOutput.Output()],
+        )
+
+    @classmethod
+    def execute(cls, seed) -> io.NodeOutput:
+        generator = torch.Generator().manual_seed(seed)
+        return io.NodeOutput(ClipVisionOutput(torch.randn(1, 257, 1280, generator=generator) * 0.1))
+
+
 class SyntheticVideo(io.ComfyNode):
     """IMAGE batch of a moving square, so workflows need no input file."""
 
@@ -306,7 +337,9 @@ class HostCheck(io.ComfyNode):
 class FYMTestExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [RandomConditioning, SyntheticVideo, LatentStats, LatentOp, MotionBenchClip, HostCheck]
+        return [
+            RandomConditioning, RandomClipVision, SyntheticVideo, LatentStats, LatentOp, MotionBenchClip, HostCheck
+        ]  # fmt: skip
 
 
 async def comfy_entrypoint() -> FYMTestExtension:

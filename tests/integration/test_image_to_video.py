@@ -1,0 +1,209 @@
+"""Image-to-video and Wan 2.2 models in a real ComfyUI server (tiny CPU models): the first frame comes from core
+WanImageToVideo exactly as at inference, each A14B expert trains in its own noise range, and what the pack cannot
+train is refused by name before any work."""
+
+import json
+from pathlib import Path
+
+from safetensors import safe_open
+
+from .comfy_server import (
+    UNET_I2V_HIGH_NAME,
+    UNET_NAME,
+    UNET_VACE_NAME,
+    UNET_WAN21_I2V_NAME,
+)
+from .test_harness import ksampler, random_conditioning
+from .test_pack import reference_nodes, run_expecting_error, sampling_nodes, saved_text, training_nodes, unique
+
+TINY_OVERRIDES = "0.0=s, 0.1=t, 1.0=s, 1.1=t"
+
+
+def i2v_nodes(unet=UNET_I2V_HIGH_NAME, expert="high-noise expert", sigmas="0.95", start_frame=0, length=9) -> dict:
+    """Reference clip -> its first frame -> WanImageToVideo -> Classify (heat map shown), Spatial and Temporal
+    (2 steps each)."""
+    graph = reference_nodes()
+    train = {
+        "steps": 2, "rank": 8, "lora_alpha": 8.0, "learning_rate": 1e-2, "timestep_shift": 8.0,
+        "gradient_checkpointing": False, "log_every": 1, "seed": 0, "expert": expert,
+    }  # fmt: skip
+    graph.update(
+        {
+            "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": unet, "weight_dtype": "default"}},
+            "caption": random_conditioning(1),
+            "negative": random_conditioning(2),
+            "first": {
+                "class_type": "ImageFromBatch",
+                "inputs": {"image": ["prep", 2], "batch_index": start_frame, "length": 1},
+            },
+            "i2v": {
+                "class_type": "WanImageToVideo",
+                "inputs": {
+                    "positive": ["caption", 0],
+                    "negative": ["negative", 0],
+                    "vae": ["vae", 0],
+                    "width": 64,
+                    "height": 64,
+                    "length": length,
+                    "batch_size": 1,
+                    "start_image": ["first", 0],
+                },
+            },  # fmt: skip
+            "classify": {
+                "class_type": "FYM_ClassifyHeads",
+                "inputs": {
+                    "model": ["unet", 0],
+                    "video_latent": ["prep", 0],
+                    "positive": ["i2v", 0],
+                    "alpha": 1.3,
+                    "sigmas": sigmas,
+                    "num_queries": 64,
+                    "band": 1,
+                    "seed": 0,
+                    "overrides": TINY_OVERRIDES,
+                    "expert": expert,
+                },
+            },  # fmt: skip
+            "heat": {"class_type": "PreviewImage", "inputs": {"images": ["classify", 1]}},
+            "spatial": {
+                "class_type": "FYM_SpatialLoRATrain",
+                "inputs": {
+                    "model": ["unet", 0],
+                    "frame_latents": ["prep", 1],
+                    "positive": ["i2v", 0],
+                    "head_map": ["classify", 0],
+                    "weight_decay": 0.1,
+                    **train,
+                },
+            },  # fmt: skip
+            "temporal": {
+                "class_type": "FYM_TemporalLoRATrain",
+                "inputs": {
+                    "model": ["spatial", 0],
+                    "video_latent": ["prep", 0],
+                    "positive": ["i2v", 0],
+                    "head_map": ["classify", 0],
+                    "weight_decay": 0.99,
+                    **train,
+                    "sparse_sampling": True,
+                    "frame_stride": 1,
+                    "frame_count": 2,
+                    "adaptive_rope": True,
+                    "motion_loss_weight": 1.0,
+                },
+            },  # fmt: skip
+        }
+    )
+    return graph
+
+
+def saved_lora(comfy, graph: dict, prefix: str) -> tuple[dict, list[str]]:
+    """Runs `graph` with the temporal LoRA saved; returns its metadata and tensor keys."""
+    graph["save"] = {
+        "class_type": "FYM_SaveMotionLoRA",
+        "inputs": {"motion_lora": ["temporal", 1], "filename_prefix": f"loras/{prefix}"},
+    }
+    entry = comfy.run(graph, timeout=600)
+    path = Path(comfy.output_dir) / saved_text(entry, "save")
+    with safe_open(str(path), "pt") as handle:
+        return handle.metadata(), list(handle.keys())
+
+
+def test_wan22_i2v_expert_trains_in_its_noise_range_on_the_reference_first_frame(comfy):
+    metadata, keys = saved_lora(comfy, i2v_nodes(), unique("i2v_high"))
+    fym = json.loads(metadata["fym"])
+    assert fym["noise_range"] == [0.9, 1.0] and fym["frame_sampling"]["first_frame_given"] == "concat", fym
+    # only self-attention: the LoRA loads on T2V and I2V graphs alike (no img_emb, k_img, v_img keys)
+    assert keys and all(".self_attn." in key for key in keys), keys
+
+
+def test_the_reference_first_frame_reaches_the_model(comfy):
+    """Classify Heads scores differ when WanImageToVideo is given another start image: the image channels are
+    part of the forward pass (through the model's own extra_conds), not dropped."""
+    maps = []
+    for start_frame in (0, 8):
+        graph = i2v_nodes(start_frame=start_frame)
+        for node in ("spatial", "temporal"):
+            del graph[node]
+        graph["save"] = {
+            "class_type": "FYM_SaveHeadMap",
+            "inputs": {"head_map": ["classify", 0], "filename_prefix": unique("i2v_map")},
+        }
+        entry = comfy.run(graph, timeout=600)
+        maps.append(json.loads(Path(saved_text(entry, "save")).read_text()))
+    assert maps[0]["sim_spatial"] != maps[1]["sim_spatial"]
+
+
+def test_wan21_i2v_with_clip_vision_trains(comfy):
+    graph = i2v_nodes(unet=UNET_WAN21_I2V_NAME, expert="whole range", sigmas="0.5")
+    graph["vision"] = {"class_type": "FYMTest_RandomClipVision", "inputs": {"seed": 0}}
+    graph["i2v"]["inputs"]["clip_vision_output"] = ["vision", 0]
+    metadata, keys = saved_lora(comfy, graph, unique("wan21_i2v"))
+    assert keys and all(".self_attn." in key for key in keys), keys
+
+
+def test_i2v_model_without_the_first_frame_is_refused(comfy):
+    graph = i2v_nodes()
+    graph["classify"]["inputs"]["positive"] = ["caption", 0]
+    message = run_expecting_error(comfy, graph)
+    assert "FYM Classify Heads" in message and "WanImageToVideo" in message, message
+
+
+def test_first_frame_conditioning_of_another_length_is_refused(comfy):
+    message = run_expecting_error(comfy, i2v_nodes(length=5))
+    assert "WanImageToVideo the same width, height and length" in message, message
+
+
+def test_expert_scored_outside_its_noise_range_is_refused(comfy):
+    message = run_expecting_error(comfy, i2v_nodes(sigmas="0.5"))
+    assert "high-noise expert runs at noise levels 0.9-1" in message and "0.95" in message, message
+
+
+def test_a_vace_model_is_refused_by_its_name(comfy):
+    graph = i2v_nodes(unet=UNET_VACE_NAME, expert="whole range", sigmas="0.5")
+    graph["classify"]["inputs"]["positive"] = ["caption", 0]
+    message = run_expecting_error(comfy, graph)
+    assert "FYM Classify Heads: the MODEL is Wan VACE" in message, message
+
+
+def test_t2v_lora_and_i2v_lora_load_on_each_others_graphs(comfy):
+    """Motion LoRAs hold self-attention keys only, so core LoraLoaderModelOnly loads an I2V expert's LoRA on a T2V
+    model and a T2V LoRA on an I2V expert, every key used (no 'lora key not loaded' in the server log)."""
+    i2v_graph = i2v_nodes()
+    i2v_graph["save"] = {
+        "class_type": "FYM_SaveMotionLoRA",
+        "inputs": {"motion_lora": ["temporal", 1], "filename_prefix": f"loras/{unique('cross_i2v')}"},
+    }
+    i2v_lora = saved_text(comfy.run(i2v_graph, timeout=600), "save").removeprefix("loras/")
+    t2v_graph = training_nodes()
+    t2v_graph["save"] = dict(
+        i2v_graph["save"], inputs={"motion_lora": ["temporal", 1], "filename_prefix": f"loras/{unique('cross_t2v')}"}
+    )
+    t2v_lora = saved_text(comfy.run(t2v_graph, timeout=600), "save").removeprefix("loras/")
+
+    log_start = comfy.log_path.stat().st_size
+    graph = i2v_nodes()
+    for node in ("classify", "spatial", "temporal"):
+        del graph[node]
+    graph.update(
+        {
+            "t2v": {"class_type": "UNETLoader", "inputs": {"unet_name": UNET_NAME, "weight_dtype": "default"}},
+            "i2v_on_t2v": {
+                "class_type": "LoraLoaderModelOnly",
+                "inputs": {"model": ["t2v", 0], "lora_name": i2v_lora, "strength_model": 0.5},
+            },
+            "t2v_on_i2v": {
+                "class_type": "LoraLoaderModelOnly",
+                "inputs": {"model": ["unet", 0], "lora_name": t2v_lora, "strength_model": 0.5},
+            },
+            "sample_i2v": ksampler(["t2v_on_i2v", 0], ["i2v", 0], ["i2v", 1], ["i2v", 2], seed=1, steps=1),
+            "save_i2v": {
+                "class_type": "FYMTest_LatentStats",
+                "inputs": {"latent": ["sample_i2v", 0], "filename_prefix": unique("x")},
+            },
+        }
+    )
+    graph.update(sampling_nodes(["i2v_on_t2v", 0], unique("cross"), "_t2v"))
+    comfy.run(graph, timeout=600)
+    log = comfy.log_path.read_bytes()[log_start:].decode(errors="replace")
+    assert "lora key not loaded" not in log.lower(), log
