@@ -177,16 +177,58 @@ def run_clip(host, name, clip, targets, seed, configs, args) -> dict:
 _WORKER: dict = {}
 
 
-def _start_worker(args) -> None:
-    """Load the model once per process (the benchmark's worker processes, or the main one)."""
+def _start_worker(args, run=run_clip) -> None:
+    """Load the model once per process (the benchmark's worker processes, or the main one); `run` runs a job."""
     torch.set_num_threads(args.threads)
-    _WORKER.update(args=args, configs=stage_configs(args), host=DiffusersWan(model.load(args.weights).to(args.device)))
+    host = DiffusersWan(model.load(args.weights).to(args.device))
+    _WORKER.update(args=args, configs=stage_configs(args), host=host, run=run)
 
 
 def _run_job(job) -> dict:
     name, clip, targets, seed = job
     print(f"[{name} seed {seed}]", flush=True)
-    return run_clip(_WORKER["host"], name, clip, targets, seed, _WORKER["configs"], _WORKER["args"])
+    return _WORKER["run"](_WORKER["host"], name, clip, targets, seed, _WORKER["configs"], _WORKER["args"])
+
+
+def run_jobs(args, jobs: list, run=run_clip) -> list[dict]:
+    """run(host, name, clip, targets, seed, configs, args) for every job (name, clip, targets, seed), in
+    args.workers processes (one model each) or in this one; results in the jobs' order."""
+    if args.workers > 1:  # one model per process; on a GPU they share the device (this small model cannot fill it)
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.workers, spawn, initializer=_start_worker, initargs=(args, run)) as pool:
+            return list(pool.map(_run_job, jobs))
+    _start_worker(args, run)
+    return [_run_job(job) for job in jobs]
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command-line options of a benchmark run: clips, seeds, the LoRA recipe, sampling, processes."""
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--clips", default="", help="comma-separated clip names (default: all 8)")
+    parser.add_argument("--spatial-steps", type=int, default=LORA["spatial_steps"])
+    parser.add_argument("--temporal-steps", type=int, default=LORA["temporal_steps"])
+    parser.add_argument("--lr", type=float, default=LORA["lr"])
+    parser.add_argument("--rank", type=int, default=LORA["rank"])
+    parser.add_argument("--stride", type=int, default=LORA["stride"])
+    parser.add_argument("--count", type=int, default=LORA["count"])
+    parser.add_argument("--sample-steps", type=int, default=LORA["sample_steps"])
+    parser.add_argument("--cfg", type=float, default=1.0)
+    parser.add_argument("--sample-shift", type=float, default=SHIFT)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--workers", type=int, default=1, help="processes running (clip, seed) jobs side by side")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--strips", default="", help="folder for PNG strips of every generated video")
+
+
+def benchmark_jobs(args) -> list[tuple]:
+    """(name, clip, targets, seed) for args.seeds seeds x the chosen reference clips (all 8 by default); sets
+    args.clip_count and args.runs."""
+    entries = world.reference_clips()
+    if args.clips:
+        wanted = args.clips.split(",")
+        entries = [e for e in entries if e[0] in wanted]
+    args.clip_count, args.runs = len(entries), len(entries) * args.seeds
+    return [(name, clip, targets, seed) for seed in range(args.seeds) for name, clip, targets in entries]
 
 
 def summarise(runs: list[dict], strengths: list[float]) -> dict:
@@ -260,41 +302,16 @@ def markdown(summary: dict, categories: dict, args, seconds: float, heads: list)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--clips", default="", help="comma-separated clip names (default: all 8)")
-    parser.add_argument("--spatial-steps", type=int, default=LORA["spatial_steps"])
-    parser.add_argument("--temporal-steps", type=int, default=LORA["temporal_steps"])
-    parser.add_argument("--lr", type=float, default=LORA["lr"])
-    parser.add_argument("--rank", type=int, default=LORA["rank"])
-    parser.add_argument("--stride", type=int, default=LORA["stride"])
-    parser.add_argument("--count", type=int, default=LORA["count"])
+    add_recipe_arguments(parser)
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.5, LORA["strength"]])
-    parser.add_argument("--sample-steps", type=int, default=LORA["sample_steps"])
-    parser.add_argument("--cfg", type=float, default=1.0)
-    parser.add_argument("--sample-shift", type=float, default=SHIFT)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    parser.add_argument("--workers", type=int, default=1, help="processes running (clip, seed) jobs side by side")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--strips", default="", help="folder for PNG strips of every generated video")
     parser.add_argument("--name", default="motionbench_mini", help="results file name (bench/results/NAME.md)")
     parser.add_argument("--weights", default=model.WEIGHTS)
     args = parser.parse_args(argv)
     if args.strips:
         os.makedirs(args.strips, exist_ok=True)
-    entries = world.reference_clips()
-    if args.clips:
-        wanted = args.clips.split(",")
-        entries = [e for e in entries if e[0] in wanted]
-    args.clip_count, args.runs = len(entries), len(entries) * args.seeds
-    jobs = [(name, clip, targets, seed) for seed in range(args.seeds) for name, clip, targets in entries]
+    jobs = benchmark_jobs(args)
     started = time.perf_counter()
-    if args.workers > 1:  # one model per process; on a GPU they share the device (this small model cannot fill it)
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(args.workers, spawn, initializer=_start_worker, initargs=(args,)) as pool:
-            results = list(pool.map(_run_job, jobs))
-    else:
-        _start_worker(args)
-        results = [_run_job(job) for job in jobs]
+    results = run_jobs(args, jobs)
     runs = [{"clip": name, "category": clip.category, "seed": seed, "result": result}
             for (name, clip, _, seed), result in zip(jobs, results, strict=True)]  # fmt: skip
     seconds = time.perf_counter() - started

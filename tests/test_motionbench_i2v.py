@@ -44,7 +44,9 @@ def test_i2v_from_t2v_zero_inits_the_new_channels_and_starts_as_the_t2v_model():
     context = world.embed(["blue", "box"])[None]
     with torch.no_grad():
         expected = DiffusersWan(t2v).velocity(x, torch.tensor([0.6]), context)
-        got = DiffusersWan(i2v).velocity(x, torch.tensor([0.6]), mb_model.i2v_condition(context, torch.randn(16, 2, 4, 4)))
+        got = DiffusersWan(i2v).velocity(
+            x, torch.tensor([0.6]), mb_model.i2v_condition(context, torch.randn(16, 2, 4, 4))
+        )
     assert torch.allclose(got, expected, atol=1e-5)
 
 

@@ -5,6 +5,11 @@ ffn 256, text_dim 4096, freq_dim 256, patch (1, 2, 2), 16 latent channels in and
 cross-attention norm, eps 1e-6. ComfyUI's model detection reads exactly these from the weights (dim from
 head.modulation, heads = dim / 128, ffn from blocks.0.ffn.0, layers by counting, text_dim 4096 and freq_dim 256
 fixed), so `to_comfy_state_dict` output loads in ComfyUI's UNETLoader as WAN21_T2V.
+
+The image-to-video variant (`I2V_WEIGHTS`, `build(i2v=True)`) is the same network with 36 input channels: the
+noisy latent's 16, then the first-frame concat of `world.first_frame_concat` (4 mask + 16 image channels), Wan 2.2
+A14B I2V's scheme (no CLIP image embedder). ComfyUI detects it as WAN21_T2V with in_dim 36 and builds that concat
+itself (WAN21.concat_cond). `i2v_from_t2v` initialises it from the T2V weights, new input channels at zero.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "motionbench_wan.safetensors")
+I2V_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "motionbench_wan_i2v.safetensors")
+I2V_IN_CHANNELS = 2 * 16 + 4  # latent, then the first-frame concat: 4 mask + 16 image channels
 CONFIG = dict(
     patch_size=(1, 2, 2),
     num_attention_heads=4,
@@ -34,26 +41,42 @@ CONFIG = dict(
 )
 
 
-def build(seed: int = 0) -> nn.Module:
-    """A freshly initialised MotionBench Wan (float32, eval mode), seeded."""
+def build(seed: int = 0, i2v: bool = False) -> nn.Module:
+    """A freshly initialised MotionBench Wan (float32, eval mode), seeded; i2v: 36 input channels."""
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(seed)
-    return WanTransformer3DModel(**CONFIG).eval()
+    return WanTransformer3DModel(**{**CONFIG, "in_channels": I2V_IN_CHANNELS if i2v else CONFIG["in_channels"]}).eval()
+
+
+def i2v_from_t2v(t2v: nn.Module) -> nn.Module:
+    """The image-to-video MotionBench Wan initialised from a T2V one: every weight copied, the 20 new input
+    channels of patch_embedding (first-frame mask and image) at zero, so it starts as the T2V model."""
+    i2v = build(i2v=True)
+    state = {k: v.detach().clone().float() for k, v in t2v.state_dict().items()}
+    weight = state["patch_embedding.weight"]  # (dim, 16, 1, 2, 2)
+    state["patch_embedding.weight"] = torch.cat([weight, weight.new_zeros(weight.shape[0], I2V_IN_CHANNELS - 16,
+                                                                        *weight.shape[2:])], 1)  # fmt: skip
+    i2v.load_state_dict(state)
+    return i2v
 
 
 def save(model: nn.Module, path: str = WEIGHTS, dtype: torch.dtype = torch.float16) -> None:
     """Write the model's weights with diffusers key names as `dtype` safetensors."""
     state = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
-    save_file(state, path, metadata={"format": "diffusers.WanTransformer3DModel", "config": repr(CONFIG)})
+    config = {**CONFIG, "in_channels": model.config.in_channels}
+    save_file(state, path, metadata={"format": "diffusers.WanTransformer3DModel", "config": repr(config)})
 
 
 def load(path: str = WEIGHTS, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """The trained MotionBench Wan from `path` (diffusers keys), in `dtype`, eval mode, no gradients."""
+    """The trained MotionBench Wan from `path` (diffusers keys), in `dtype`, eval mode, no gradients; T2V or I2V
+    by the file's patch_embedding (16 or 36 input channels)."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} is missing; build it with: python -m bench.motionbench.pretrain")
-    model = build()
-    model.load_state_dict({k: v.to(torch.float32) for k, v in load_file(path).items()})
+        builder = "pretrain_i2v" if path == I2V_WEIGHTS else "pretrain"
+        raise FileNotFoundError(f"{path} is missing; build it with: python -m bench.motionbench.{builder}")
+    state = load_file(path)
+    model = build(i2v=state["patch_embedding.weight"].shape[1] == I2V_IN_CHANNELS)
+    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
     if dtype != torch.float32:
         model = model.to(dtype)
     return model.eval().requires_grad_(False)
@@ -100,3 +123,15 @@ def to_comfy_state_dict(model: nn.Module | dict) -> dict[str, torch.Tensor]:
     if len(converted) != len(state):
         raise ValueError("two diffusers keys mapped to the same ComfyUI key")
     return converted
+
+
+def i2v_condition(text: torch.Tensor, clip: torch.Tensor):
+    """The fym Condition of an image-to-video clip: caption (L, 4096) or (1, L, 4096), first frame given by
+    concat from clip (16, T, H, W) or (1, 16, T, H, W) (only its frame 0 is read)."""
+    from fym.host import GIVEN_BY_CONCAT, Condition
+
+    from . import world
+
+    clip = clip if clip.dim() == 5 else clip[None]
+    text = text if text.dim() == 3 else text[None]
+    return Condition(text, per_frame={"concat": world.first_frame_concat(clip)}, first_frame=GIVEN_BY_CONCAT)

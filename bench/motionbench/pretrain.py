@@ -71,11 +71,14 @@ class Batches(torch.utils.data.Dataset):
         return x0, context, sigma, noise
 
 
-def flow_matching_loss(model, x0, context, sigma, noise) -> torch.Tensor:
+def flow_matching_loss(model, x0, context, sigma, noise, first_frame: bool = False) -> torch.Tensor:
     """MSE between the model's velocity and noise - x0 at x_t = sigma * noise + (1 - sigma) * x0;
-    x0, noise (B, 16, T, H, W), context (B, L, 4096), sigma (B,)."""
+    x0, noise (B, 16, T, H, W), context (B, L, 4096), sigma (B,). first_frame: image-to-video, x0's frame 0 given
+    through the concat channels (world.first_frame_concat), the loss still on every frame (as Wan I2V)."""
     s = sigma.view(-1, 1, 1, 1, 1)
     x_t = s * noise + (1 - s) * x0
+    if first_frame:
+        x_t = torch.cat([x_t, world.first_frame_concat(x0)], 1)
     predicted = model(hidden_states=x_t, timestep=sigma * 1000, encoder_hidden_states=context, return_dict=False)[0]
     return F.mse_loss(predicted, noise - x0)
 
@@ -92,14 +95,18 @@ def pretrain(
     log_every: int = 25,
     device: str = "cpu",
     workers: int = 0,
+    init: torch.nn.Module | None = None,
+    first_frame: bool = False,
 ) -> dict:
-    """Train from scratch and save EMA weights to `out`; returns the log (losses per step, timings).
+    """Train from scratch (or fine-tune `init`) and save EMA weights to `out`; returns the log (losses per step,
+    timings).
 
     The first `short_steps` steps use clips of `short_frames` latent frames (cheaper), the rest full 9-frame clips.
-    `workers` processes render the batches (a GPU outruns one CPU core drawing clips).
+    `workers` processes render the batches (a GPU outruns one CPU core drawing clips). first_frame: image-to-video
+    training (`init` has 36 input channels; see flow_matching_loss).
     """
     torch.manual_seed(seed)
-    model = mb_model.build(seed).to(device).train()
+    model = (mb_model.build(seed) if init is None else init).to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     params, ema_params = list(model.parameters()), list(ema.parameters())
     optimizer = torch.optim.AdamW(params, lr=peak_lr, betas=(0.9, 0.99), weight_decay=0.01)
@@ -112,7 +119,7 @@ def pretrain(
     for step, tensors in enumerate(data):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, steps, peak_lr)
-        loss = flow_matching_loss(model, *(t.to(device, non_blocking=True) for t in tensors))
+        loss = flow_matching_loss(model, *(t.to(device, non_blocking=True) for t in tensors), first_frame)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -130,7 +137,7 @@ def pretrain(
     return {
         "steps": steps, "batch": batch, "peak_lr": peak_lr, "seed": seed, "shift": shift, "seconds": round(seconds, 1),
         "short_steps": short_steps, "short_frames": short_frames, "ema_decay": 0.995, "device": device,
-        "threads": torch.get_num_threads(), "workers": workers, "losses": losses.tolist(),
+        "threads": torch.get_num_threads(), "workers": workers, "first_frame": first_frame, "losses": losses.tolist(),
     }  # fmt: skip
 
 

@@ -4,7 +4,10 @@
 
 Sampling runs sigma from 1 to 0 on the shifted grid sigma(s) = shift * s / (1 + (shift - 1) * s), s uniform
 (Wan's own scheduler shape, the same shift as pre-training), x <- x + (sigma_next - sigma) * v. With cfg > 1 the
-velocity is v_uncond + cfg * (v_cond - v_uncond), v_uncond from the empty caption.
+velocity is v_uncond + cfg * (v_cond - v_uncond), v_uncond from the empty caption (an image-to-video Condition
+keeps its first-frame concat in both branches, as ComfyUI's negative does).
+
+    python -m bench.motionbench.sample --check 16 --i2v   # the I2V model, each clip's own frame 0 given
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Iterator
+from dataclasses import replace
 
 import torch
 
-from fym.host import PROJECTIONS, WanHost
+from fym.host import PROJECTIONS, Condition, WanHost
 from fym.lora import MotionLoRA, merged_delta
 
 from . import SHIFT, world
@@ -30,7 +34,7 @@ def sigma_grid(steps: int, shift: float = SHIFT) -> torch.Tensor:
 @torch.no_grad()
 def sample(
     host: WanHost,
-    context: torch.Tensor,
+    context: torch.Tensor | Condition,
     seed: int,
     steps: int = 24,
     cfg: float = 1.0,
@@ -40,21 +44,24 @@ def sample(
     shift: float = SHIFT,
     eta: float = 0.0,
 ) -> torch.Tensor:
-    """A latent video (1, 16, frames, size, size) for caption context (L, 4096) or (1, L, 4096), on context's
-    device (noise drawn on the CPU, so a seed gives the same start on every device)."""
-    context = context if context.dim() == 3 else context[None]
+    """A latent video (1, 16, frames, size, size) for caption context (L, 4096) or (1, L, 4096), or a Condition
+    (e.g. model.i2v_condition: caption and given first frame), on the caption's device (noise drawn on the CPU,
+    so a seed gives the same start on every device)."""
+    condition = Condition.of(context)
+    text = condition.text if condition.text.dim() == 3 else condition.text[None]
+    condition = replace(condition, text=text)
+    both_condition = replace(condition, text=torch.cat([text, torch.zeros_like(text)]))  # CFG: cond, then empty
     generator = torch.Generator().manual_seed(seed)
     if noise is None:
         noise = torch.randn(1, world.CHANNELS, frames, size, size, generator=generator)
-    x = noise.to(context.device, copy=True)
-    uncond = torch.zeros_like(context)
+    x = noise.to(text.device, copy=True)
     sigmas = sigma_grid(steps, shift).to(x.device)
     for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:], strict=True):
         level = sigma.view(1)
         if cfg == 1.0:
-            v = host.velocity(x, level, context, None)
+            v = host.velocity(x, level, condition, None)
         else:
-            both = host.velocity(torch.cat([x, x]), level.repeat(2), torch.cat([context, uncond]), None)
+            both = host.velocity(torch.cat([x, x]), level.repeat(2), both_condition, None)
             v = both[1:] + cfg * (both[:1] - both[1:])
         if eta == 0:
             x = x + (sigma_next - sigma) * v
@@ -90,20 +97,32 @@ def merged(host: WanHost, loras: list[tuple[MotionLoRA, float]]) -> Iterator[Non
 
 
 def check_base(
-    host: WanHost, count: int = 16, steps: int = 24, cfg: float = 1.0, png: str = "", device: str = "cpu"
+    host: WanHost,
+    count: int = 16,
+    steps: int = 24,
+    cfg: float = 1.0,
+    png: str = "",
+    device: str = "cpu",
+    i2v: bool = False,
 ) -> dict:
     """Sample `count` random pre-training captions (seeded) and measure whether the model draws the captioned
-    objects (found, colour cosine) with smooth motion (second differences of tracks, vs the data's own)."""
+    objects (found, colour cosine) with smooth motion (second differences of tracks, vs the data's own).
+
+    i2v: an image-to-video model, given each clip's own latent frame 0; then also how far the sample's frame 0
+    is from the given one (squared error / the frame's variance) and its motion fidelity to the clip."""
     from . import metrics
+    from .model import i2v_condition
 
     generator = torch.Generator().manual_seed(777)
     rows, strips = [], []
     for i in range(count):
         clip = world.random_clip(generator, world.CATEGORIES[i % len(world.CATEGORIES)])
-        video = sample(host, world.caption(clip).to(device), seed=i, steps=steps, cfg=cfg)[0].cpu()
+        truth_video = world.render(clip)
+        condition = i2v_condition(world.caption(clip), truth_video) if i2v else world.caption(clip)
+        video = sample(host, condition.to(device), seed=i, steps=steps, cfg=cfg)[0].cpu()
         count_objects, worm = len(clip.appearances), clip.worm is not None
         tracked = metrics.track(video, count_objects, worm)
-        truth = metrics.track(world.render(clip), count_objects, worm)
+        truth = metrics.track(truth_video, count_objects, worm)
         appearance, _ = metrics.appearance_scores(tracked, [c for c, _ in clip.appearances], [])
         rows.append({
             "category": clip.category, "found": float(tracked["found"].float().mean()), "appearance": appearance,
@@ -111,6 +130,11 @@ def check_base(
             "data_smoothness": metrics.smoothness(truth["centroids"]),
             "temporal_consistency": metrics.temporal_consistency(video, tracked["centroids"]),
         })  # fmt: skip
+        if i2v:
+            given = truth_video[:, 0]
+            rows[-1]["first_frame_error"] = float(((video[:, 0] - given) ** 2).mean() / given.var())
+            rows[-1]["found_frame0"] = float(tracked["found"][..., 0].float().mean())
+            rows[-1]["motion_fidelity"] = metrics.motion_fidelity(truth["tracks"], tracked["tracks"])
         if png and i < 8:
             strips.append(metrics.to_rgb(video))
     if png:
@@ -119,6 +143,7 @@ def check_base(
         picture = torch.cat([torch.cat(list(frames), dim=1) for frames in strips], dim=0)
         Image.fromarray(picture.repeat_interleave(6, 0).repeat_interleave(6, 1).numpy()).save(png)
     keys = ["found", "appearance", "smoothness", "data_smoothness", "temporal_consistency"]
+    keys += ["first_frame_error", "found_frame0", "motion_fidelity"] if i2v else []
     return {"samples": rows, "mean": {k: sum(r[k] for r in rows) / len(rows) for k in keys}}
 
 
@@ -133,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--words", nargs="+", help="caption words, e.g. red ball moves on meadow")
     parser.add_argument("--check", type=int, default=0, help="instead: check the base model on N random captions")
-    parser.add_argument("--weights", default=model.WEIGHTS)
+    parser.add_argument("--i2v", action="store_true", help="--check the image-to-video model (default weights)")
+    parser.add_argument("--weights", default="", help=f"default {model.WEIGHTS} ({model.I2V_WEIGHTS} with --i2v)")
     parser.add_argument("--lora", action="append", default=[], help="motion LoRA file (repeatable)")
     parser.add_argument("--strength", type=float, default=0.5)
     parser.add_argument("--steps", type=int, default=24)
@@ -143,9 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    host = DiffusersWan(model.load(args.weights).to(args.device))
+    weights = args.weights or (model.I2V_WEIGHTS if args.i2v else model.WEIGHTS)
+    host = DiffusersWan(model.load(weights).to(args.device))
     if args.check:
-        result = check_base(host, args.check, args.steps, args.cfg, args.png, args.device)
+        result = check_base(host, args.check, args.steps, args.cfg, args.png, args.device, args.i2v)
         print(json.dumps(result["mean"], indent=1))
         return 0
     loras = [(fym_lora.load(path), args.strength) for path in args.lora]

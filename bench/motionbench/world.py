@@ -221,6 +221,17 @@ def caption(clip: Clip) -> torch.Tensor:
     return embed(caption_words(clip))
 
 
+def first_frame_concat(x0: torch.Tensor) -> torch.Tensor:
+    """The image-to-video input channels of clips x0 (B, 16, T, H, W) whose latent frame 0 is given, as Wan 2.1 /
+    2.2 A14B I2V take them (ComfyUI's WAN21.concat_cond): (B, 4 + 16, T, H, W) = 4 mask channels (1 at the given
+    frame 0, 0 at every other frame) then 16 image channels (x0's frame 0 at frame 0, zeros elsewhere)."""
+    batch, channels, frames, height, width = x0.shape
+    concat = x0.new_zeros(batch, 4 + channels, frames, height, width)
+    concat[:, :4, 0] = 1.0
+    concat[:, 4:, 0] = x0[:, :, 0]
+    return concat
+
+
 def empty_caption() -> torch.Tensor:
     """(CAPTION_LEN, TEXT_DIM) zeros: the unconditional caption."""
     return torch.zeros(CAPTION_LEN, TEXT_DIM)
