@@ -45,7 +45,10 @@ class PrepareReference(io.ComfyNode):
             description="Resizes the reference clip and encodes it with the Wan VAE: a video latent for Classify "
             "Heads and the temporal LoRA, and one single-frame latent per frame for the spatial LoRA.",
             inputs=[
-                io.Vae.Input("vae", tooltip="The Wan 2.1 VAE (wan_2.1_vae.safetensors)."),
+                io.Vae.Input(
+                    "vae",
+                    tooltip="The model's VAE: wan_2.1_vae for Wan 2.1 and Wan 2.2 A14B, wan2.2_vae for Wan 2.2 TI2V 5B.",
+                ),
                 io.Video.Input(
                     "video", optional=True, tooltip="Reference clip from core Load Video. Give this or 'images'."
                 ),
@@ -60,7 +63,7 @@ class PrepareReference(io.ComfyNode):
                     min=16,
                     max=2048,
                     step=16,
-                    tooltip="Output width in pixels, a multiple of 16 (paper: 512).",
+                    tooltip="Output width in pixels, a multiple of 16 (32 for the Wan 2.2 VAE; paper: 512). For image-to-video, give WanImageToVideo the same.",
                 ),
                 io.Int.Input(
                     "height",
@@ -68,7 +71,7 @@ class PrepareReference(io.ComfyNode):
                     min=16,
                     max=2048,
                     step=16,
-                    tooltip="Output height in pixels, a multiple of 16 (paper: 512).",
+                    tooltip="Output height in pixels, a multiple of 16 (32 for the Wan 2.2 VAE; paper: 512). For image-to-video, give WanImageToVideo the same.",
                 ),
                 io.Int.Input(
                     "frames",
@@ -97,15 +100,17 @@ class PrepareReference(io.ComfyNode):
                 io.Latent.Output(
                     "video_latent",
                     display_name="video_latent",
-                    tooltip="(1, 16, (frames-1)/4+1, height/8, width/8): the clip encoded as one video.",
+                    tooltip="(1, C, (frames-1)/4+1, height/8, width/8): the clip encoded as one video (Wan 2.2 VAE: C = 48 and /16).",
                 ),
                 io.Latent.Output(
                     "frame_latents",
                     display_name="frame_latents",
-                    tooltip="(frames, 16, 1, height/8, width/8): every frame encoded alone, as an image latent, for the spatial LoRA.",
+                    tooltip="(frames, C, 1, height/8, width/8): every frame encoded alone, as an image latent, for the spatial LoRA.",
                 ),
                 io.Image.Output(
-                    "resized_frames", display_name="frames", tooltip="The resized frames that were encoded."
+                    "resized_frames",
+                    display_name="frames",
+                    tooltip="The resized frames that were encoded; for image-to-video, the first (ImageFromBatch 0) is WanImageToVideo's start_image.",
                 ),
             ],
         )
@@ -130,6 +135,14 @@ class PrepareReference(io.ComfyNode):
         message = cls.validate_inputs(width, height, frames, resize_mode)
         if message is not True:
             raise ValueError(message)
+        ratio = vae.downscale_ratio[-1] if isinstance(vae.downscale_ratio, tuple) else vae.downscale_ratio
+        multiple = 2 * ratio  # one Wan patch (2 x 2 latent pixels) per multiple
+        for name, value in (("width", width), ("height", height)):
+            if value % multiple:
+                raise ValueError(
+                    f"{NODE}: with this VAE ({ratio}x smaller latents) {name} must be a multiple of {multiple}; "
+                    f"use {value // multiple * multiple or multiple} or {value // multiple * multiple + multiple}"
+                )
         clip = resize(select_frames(images, frames, start_frame, frame_step), width, height, resize_mode)
         video_latent = vae.encode(clip)
         frame_latents = torch.cat([vae.encode(clip[i : i + 1]) for i in range(clip.shape[0])])

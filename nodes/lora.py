@@ -60,11 +60,11 @@ class ApplyMotionLoRA(io.ComfyNode):
             node_id="FYM_ApplyMotionLoRA",
             display_name="Apply Motion LoRA (Follow-Your-Motion)",
             category=f"{CATEGORY}/apply",
-            description="Patches a clone of a Wan 2.1 model with a motion LoRA through ComfyUI's own LoRA path; sample with stock KSampler.",
+            description="Patches a clone of a Wan model with a motion LoRA through ComfyUI's own LoRA path; sample with stock KSampler. With Wan 2.2 A14B, give each expert its own LoRA.",
             inputs=[
                 io.Model.Input(
                     "model",
-                    tooltip="The base Wan 2.1 T2V model (without the spatial LoRA, so new subjects keep their own look).",
+                    tooltip="The base Wan model the LoRA was trained on (without the spatial LoRA, so new subjects keep their own look).",
                 ),
                 MotionLoRAType.Input("motion_lora", tooltip="From Temporal LoRA Train or Load Motion LoRA."),
                 io.Float.Input(

@@ -25,6 +25,8 @@ UNET_WAN21_I2V_NAME = "fym_tiny_wan21_i2v.safetensors"  # Wan 2.1 I2V: image cha
 UNET_VACE_NAME = "fym_tiny_wan21_vace.safetensors"  # a variant the pack refuses by name
 UNET_FP8_SCALED_NAME = "fym_tiny_wan21_t2v_fp8_scaled.safetensors"  # the tiny model as an fp8_scaled checkpoint
 VAE_NAME = "fym_random_wan21_vae.safetensors"
+VAE22_NAME = "fym_random_wan22_vae.safetensors"  # full size (ComfyUI fixes its config), built only when needed
+TEST_IMAGE_NAME = "fym_test_image.png"  # the 'your image' of the image-to-video workflows
 TEST_CLIP_NAME = "fym_test_clip.mp4"
 MOTIONBENCH_UNET_NAME = "fym_motionbench_wan21_t2v.safetensors"  # built from bench/motionbench when present
 

@@ -18,6 +18,7 @@ import pytest
 from .comfy_server import (
     MOTIONBENCH_UNET_NAME,
     TEST_CLIP_NAME,
+    TEST_IMAGE_NAME,
     UNET_3LAYER_NAME,
     UNET_FP8_SCALED_NAME,
     UNET_I2V_HIGH_NAME,
@@ -27,6 +28,7 @@ from .comfy_server import (
     UNET_TI2V_NAME,
     UNET_VACE_NAME,
     UNET_WAN21_I2V_NAME,
+    VAE22_NAME,
     VAE_NAME,
     ComfyServer,
 )
@@ -241,6 +243,26 @@ def comfy_models(comfy_dir, tmp_path_factory) -> ComfyModels:
     )
 
 
+@pytest.fixture(scope="session")
+def wan22_vae(comfy_models) -> Path:
+    """A random Wan 2.2 VAE next to the other models (1.4 GB, about 40 s: only for tests that need it)."""
+    from .wan22_vae import build_wan22_vae
+
+    path = comfy_models.vae_path.parent / VAE22_NAME
+    build_wan22_vae(path, _init_small_normal)
+    return path
+
+
+def _write_test_image(path: Path) -> None:
+    """A 64x64 PNG (the moving square's last frame) for core LoadImage: 'your image' in I2V workflows."""
+    from PIL import Image
+
+    from .fym_test_nodes import moving_square_video
+
+    frame = (moving_square_video(9, 64, 64, seed=1)[-1] * 255).round().byte().numpy()
+    Image.fromarray(frame).save(path)
+
+
 def _write_test_clip(path: Path) -> None:
     """9-frame 64x64 H.264 mp4 of the moving square, for core LoadVideo."""
     import av
@@ -268,6 +290,7 @@ def comfy(comfy_dir, comfy_models, tmp_path_factory):
     input_dir = root / "input"
     input_dir.mkdir()
     _write_test_clip(input_dir / TEST_CLIP_NAME)
+    _write_test_image(input_dir / TEST_IMAGE_NAME)
     server = ComfyServer(
         comfy_dir,
         comfy_models.extra_model_paths,

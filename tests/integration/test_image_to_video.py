@@ -10,8 +10,10 @@ from safetensors import safe_open
 from .comfy_server import (
     UNET_I2V_HIGH_NAME,
     UNET_NAME,
+    UNET_TI2V_NAME,
     UNET_VACE_NAME,
     UNET_WAN21_I2V_NAME,
+    VAE22_NAME,
 )
 from .test_harness import ksampler, random_conditioning
 from .test_pack import reference_nodes, run_expecting_error, sampling_nodes, saved_text, training_nodes, unique
@@ -207,3 +209,25 @@ def test_t2v_lora_and_i2v_lora_load_on_each_others_graphs(comfy):
     comfy.run(graph, timeout=600)
     log = comfy.log_path.read_bytes()[log_start:].decode(errors="replace")
     assert "lora key not loaded" not in log.lower(), log
+
+
+def test_ti2v_5b_trains_with_the_reference_first_frame_given_clean(comfy, wan22_vae):
+    """Wan 2.2 TI2V 5B: its own 48-channel VAE, the caption as plain conditioning, and the first latent frame
+    given clean (as Wan22ImageToVideoLatent gives it at inference); Prepare Reference refuses sizes the 16x VAE
+    cannot patch."""
+    graph = i2v_nodes(unet=UNET_TI2V_NAME, expert="whole range", sigmas="0.5")
+    graph["vae"]["inputs"]["vae_name"] = VAE22_NAME
+    for node in ("classify", "spatial", "temporal"):
+        graph[node]["inputs"]["positive"] = ["caption", 0]
+    for node in ("first", "i2v"):
+        del graph[node]
+    metadata, keys = saved_lora(comfy, graph, unique("ti2v"))
+    fym = json.loads(metadata["fym"])
+    assert fym["frame_sampling"]["first_frame_given"] == "clean" and fym["noise_range"] == [0.0, 1.0], fym
+    assert keys and all(".self_attn." in key for key in keys), keys
+
+    graph = i2v_nodes(unet=UNET_TI2V_NAME, expert="whole range", sigmas="0.5")
+    graph["vae"]["inputs"]["vae_name"] = VAE22_NAME
+    graph["prep"]["inputs"].update(width=48, height=48)
+    message = run_expecting_error(comfy, graph)
+    assert "FYM Prepare Reference: with this VAE (16x smaller latents) width must be a multiple of 32" in message

@@ -23,7 +23,7 @@ WAN22_VAE_CONFIG = dict(
 )
 
 
-def build_tiny_wan22_vae(path: Path, init_weights: Callable[..., None], seed: int = 4) -> None:
+def build_wan22_vae(path: Path, init_weights: Callable[..., None], seed: int = 4) -> None:
     """Write a random Wan 2.2 VAE to `path` (safetensors, fp16) and check ComfyUI loads it as one that
     encodes 9 frames of 64x64 to a (1, 48, 3, 4, 4) latent and decodes that back to 9 frames of 64x64.
 
