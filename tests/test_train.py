@@ -208,3 +208,28 @@ def test_cancel_from_on_step_leaves_the_model_clean(host, clip, context):
             on_step=cancel,
         )
     assert not any("parametrizations" in name for name, _ in host.model.named_parameters())
+
+
+def test_a_clean_first_frame_enters_clean_and_stays_out_of_the_loss(host, clip, context):
+    """Wan 2.2 TI2V's scheme: frame 0 is given clean in every sample (x_t's frame 0 = the clip's), and whatever
+    the model predicts there never reaches the loss."""
+    seen = []
+
+    class Recording:
+        shape = host.shape
+        attach, detach, checkpointing = host.attach, host.detach, host.checkpointing
+
+        def velocity(self, x_t, sigma, condition, frame_positions=None):
+            seen.append((x_t.detach().clone(), condition.first_frame, frame_positions))
+            v = host.velocity(x_t, sigma, condition.text, frame_positions)
+            return torch.cat([v[:, :, :1] + 1e6, v[:, :, 1:]], dim=2)  # a wild frame 0 the loss must not see
+
+    condition = Condition(context, first_frame=GIVEN_CLEAN)
+    config = replace(TEMPORAL, steps=6, rank=4, alpha=4.0, frame_stride=2, frame_count=2, log_every=3)
+    result = train_stage(Recording(), "temporal", clip, condition, split_map(host.shape), config)
+    assert max(result.losses) < 100
+    for x_t, first_frame, positions in seen:
+        assert first_frame == GIVEN_CLEAN and positions[0] == 0
+        torch.testing.assert_close(x_t[:, :, 0], clip[:, :, 0])
+        assert (x_t[:, :, 1:] - clip[:, :, positions[1:].long()]).abs().max() > 0.01  # the others are noised
+    assert len({tuple(p.tolist()) for _, _, p in seen}) > 1
