@@ -192,6 +192,7 @@ class MotionBenchClip(io.ComfyNode):
                 io.Conditioning.Output("reference_caption"),
                 io.Conditioning.Output("target_caption"),
                 io.Conditioning.Output("empty_caption"),
+                io.Latent.Output("target_video_latent"),
             ],
         )
 
@@ -207,13 +208,44 @@ class MotionBenchClip(io.ComfyNode):
         def conditioning(context):
             return [[context[None], {}]]
 
+        target = comfy.latent_formats.Wan21().process_out(world.render(reference.with_appearances(targets))[None])
         return io.NodeOutput(
             {"samples": video},
             {"samples": frames},
             conditioning(world.caption(reference)),
             conditioning(world.caption(reference.with_appearances(targets))),
             conditioning(world.empty_caption()),
+            {"samples": target},
         )
+
+
+class MotionBenchFirstFrame(io.ComfyNode):
+    """What core WanImageToVideo does, in MotionBench's latent world (which has no VAE): the positive gets
+    concat_latent_image = the latent's frame 0 followed by empty frames (the world's zeros stand for the grey
+    frames a VAE would encode) and concat_mask = 0 on frame 0 (given), 1 elsewhere."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FYMTest_MotionBenchFirstFrame",
+            category="FYM/test",
+            inputs=[io.Conditioning.Input("positive"), io.Latent.Input("video_latent")],
+            outputs=[io.Conditioning.Output("positive")],
+        )
+
+    @classmethod
+    def execute(cls, positive, video_latent) -> io.NodeOutput:
+        import comfy.latent_formats
+        import node_helpers
+
+        wan = comfy.latent_formats.Wan21()
+        world_latent = wan.process_in(video_latent["samples"])
+        image = torch.zeros_like(world_latent)
+        image[:, :, 0] = world_latent[:, :, 0]
+        mask = torch.ones(1, 1, *image.shape[2:])
+        mask[:, :, 0] = 0.0
+        values = {"concat_latent_image": wan.process_out(image), "concat_mask": mask}
+        return io.NodeOutput(node_helpers.conditioning_set_values(positive, values))
 
 
 def pack_module(name: str):
@@ -338,7 +370,8 @@ class FYMTestExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [
-            RandomConditioning, RandomClipVision, SyntheticVideo, LatentStats, LatentOp, MotionBenchClip, HostCheck
+            RandomConditioning, RandomClipVision, SyntheticVideo, LatentStats, LatentOp, MotionBenchClip,
+            MotionBenchFirstFrame, HostCheck,
         ]  # fmt: skip
 
 
