@@ -1,4 +1,4 @@
-"""Follow-Your-Motion for Wan 2.1: the algorithm, free of ComfyUI (see README "Python API")."""
+"""Follow-Your-Motion for Wan (2.1, 2.2): the algorithm, free of ComfyUI (see README "Python API")."""
 
 from .config import APPLY_STRENGTH, SPATIAL, TEMPORAL, VERSION, ClassifyConfig, TrainConfig
 from .heads import HeadMap, classify_heads, heat_map

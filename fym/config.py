@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 VERSION = "0.1.0"  # the pack's version; pyproject.toml repeats it (a test checks)
-WAN_HEAD_DIM = 128  # Wan 2.1: heads = dim / 128 in every size
+WAN_HEAD_DIM = 128  # Wan 2.1 and 2.2: heads = dim / 128 in every size
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ class MotionLoRA:
             raise ValueError(
                 f"{where}: this motion LoRA was trained on a Wan model with {self.shape.num_layers} layers x "
                 f"{self.shape.num_heads} heads, but the model has {shape.num_layers} x {shape.num_heads}; "
-                "use the Wan 2.1 model it was trained on"
+                "use the Wan model it was trained on"
             )
 
 
