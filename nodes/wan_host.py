@@ -79,8 +79,9 @@ def wan_shape(model, node: str) -> WanShape:
 
 def wan_condition(model, positive, latent_shape: tuple[int, ...], node: str) -> Condition:
     """The reference clip's Condition from a CONDITIONING, checked against the model and the latent before any
-    work: the video latent (1, C, T, H, W), or single-frame latents (F, C, 1, H, W) whose size alone must match. For Wan I2V the positive must come from WanImageToVideo (or another node
-    that sets the first frame the same way) with the reference's first frame, size and length."""
+    work: the video latent (1, C, T, H, W), or single-frame latents (F, C, 1, H, W) whose size alone must match.
+    For Wan I2V the positive must come from WanImageToVideo (or another node that sets the first frame the same
+    way) with the reference's first frame, size and length."""
     text = context_of(positive, node)
     first_frame = wan_first_frame(model, node)
     entry = dict(positive[0][1])
@@ -115,14 +116,14 @@ def _host_takes_rope_options(diffusion_model) -> bool:
 
 
 class ComfyWan(AdapterHooks):
-    """WanHost over a loaded ModelPatcher clone of a Wan T2V MODEL."""
+    """WanHost over a loaded ModelPatcher clone of a Wan MODEL (any family wan_first_frame accepts)."""
 
     def __init__(self, patcher, training: bool) -> None:
         self.patcher = patcher
         self.diffusion_model = patcher.model.diffusion_model
         self.shape = wan_shape(patcher, "Follow-Your-Motion")
         self.device = patcher.load_device
-        self.dtype = patcher.model.manual_cast_dtype or patcher.model.get_dtype()
+        self.dtype = patcher.model.manual_cast_dtype or patcher.model.get_dtype()  # compute dtype (reported)
         self.training = training
         assert self.shape.head_dim == WAN_HEAD_DIM
 

@@ -29,6 +29,7 @@ VAE22_NAME = "fym_random_wan22_vae.safetensors"  # full size (ComfyUI fixes its 
 TEST_IMAGE_NAME = "fym_test_image.png"  # the 'your image' of the image-to-video workflows
 TEST_CLIP_NAME = "fym_test_clip.mp4"
 MOTIONBENCH_UNET_NAME = "fym_motionbench_wan21_t2v.safetensors"  # built from bench/motionbench when present
+MOTIONBENCH_I2V_UNET_NAME = "fym_motionbench_wan_i2v.safetensors"  # its image-to-video variant (in_dim 36)
 
 
 class ComfyServerError(RuntimeError):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from .comfy_server import (
+    MOTIONBENCH_I2V_UNET_NAME,
     MOTIONBENCH_UNET_NAME,
     TEST_CLIP_NAME,
     TEST_IMAGE_NAME,
@@ -91,6 +92,7 @@ class ComfyModels:
     custom_nodes_dir: Path
     extra_model_paths: Path
     motionbench_unet: Path | None  # None when bench/motionbench/motionbench_wan.safetensors was not built
+    motionbench_i2v_unet: Path | None  # None when bench/motionbench/motionbench_wan_i2v.safetensors was not built
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -164,17 +166,18 @@ def _build_fp8_scaled(source: Path, path: Path) -> None:
     safetensors.torch.save_file(scaled, str(path))
 
 
-def _convert_motionbench_wan(path: Path) -> bool:
-    """The pre-trained MotionBench Wan (diffusers keys) renamed to ComfyUI keys at `path`; False if it was
-    never built (python -m bench.motionbench.pretrain)."""
+def _convert_motionbench_wan(path: Path, i2v: bool = False) -> Path | None:
+    """The pre-trained MotionBench Wan (T2V, or its I2V variant; diffusers keys) renamed to ComfyUI keys at
+    `path`; None if it was never built (bench/motionbench/PRETRAIN.md)."""
     import safetensors.torch
 
     from bench.motionbench import model
 
-    if not os.path.exists(model.WEIGHTS):
-        return False
-    safetensors.torch.save_file(model.to_comfy_state_dict(safetensors.torch.load_file(model.WEIGHTS)), str(path))
-    return True
+    weights = model.I2V_WEIGHTS if i2v else model.WEIGHTS
+    if not os.path.exists(weights):
+        return None
+    safetensors.torch.save_file(model.to_comfy_state_dict(safetensors.torch.load_file(weights)), str(path))
+    return path
 
 
 def _build_random_wan21_vae(path: Path) -> None:
@@ -226,7 +229,6 @@ def comfy_models(comfy_dir, tmp_path_factory) -> ComfyModels:
     _build_tiny_wan21(dirs["diffusion_models"] / UNET_VACE_NAME, TINY_VACE_CONFIG, seed=8, detected="WAN21_Vace")
     _build_fp8_scaled(unet_path, dirs["diffusion_models"] / UNET_FP8_SCALED_NAME)
     _build_random_wan21_vae(vae_path)
-    motionbench_unet = dirs["diffusion_models"] / MOTIONBENCH_UNET_NAME
 
     extra_model_paths = root / "extra_model_paths.yaml"
     config = {"fym_integration_tests": {name: str(d) for name, d in dirs.items()}}
@@ -239,7 +241,8 @@ def comfy_models(comfy_dir, tmp_path_factory) -> ComfyModels:
         loras_dir=dirs["loras"],
         custom_nodes_dir=dirs["custom_nodes"],
         extra_model_paths=extra_model_paths,
-        motionbench_unet=motionbench_unet if _convert_motionbench_wan(motionbench_unet) else None,
+        motionbench_unet=_convert_motionbench_wan(dirs["diffusion_models"] / MOTIONBENCH_UNET_NAME),
+        motionbench_i2v_unet=_convert_motionbench_wan(dirs["diffusion_models"] / MOTIONBENCH_I2V_UNET_NAME, i2v=True),
     )
 
 

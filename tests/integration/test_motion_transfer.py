@@ -1,31 +1,38 @@
-"""Motion transfer in real ComfyUI, on the pre-trained MotionBench-mini Wan (bench/motionbench).
+"""Motion transfer in real ComfyUI, on the pre-trained MotionBench-mini Wan (bench/motionbench), text-to-video
+and image-to-video.
 
 The pack's whole chain (Classify Heads -> Spatial -> Temporal LoRA Train -> Apply Motion LoRA) runs on a
 reference clip whose motion the model never saw in pre-training, then core KSampler samples the target
 caption (same motion, other objects) from 8 noises. On average the generated latents must follow the
 reference's motion (tracklet motion fidelity, bench/motionbench/metrics.py) above a threshold. The base model,
 sampled from the same noises without the LoRA, stays below it, and the LoRA must beat it on most noises.
-Settings are the benchmark's (bench.motionbench.LORA: 1500 steps per stage, strength 1); about 9 minutes on 2 CPU
-threads.
+Image-to-video: the MotionBench I2V Wan (Wan 2.2 A14B I2V's first-frame concat) trains with the reference's own
+first frame and samples from the target's first frame (the reference motion's start, another object), both given
+as core WanImageToVideo gives them (FYMTest_MotionBenchFirstFrame: the world has no VAE).
+Settings are the benchmark's (bench.motionbench.LORA: 1500 steps per stage, strength 1); about 9 minutes per
+model on 2 CPU threads.
 """
 
 import pytest
 
 from bench.motionbench import LORA, SHIFT, metrics, world
 
-from .comfy_server import MOTIONBENCH_UNET_NAME
+from .comfy_server import MOTIONBENCH_I2V_UNET_NAME, MOTIONBENCH_UNET_NAME
 from .test_harness import ksampler, load_saved_latent
 
 CLIP = "nonrigid-circle-crawl"  # a worm crawling on a circle while it stretches twice: no pre-training draw
 SEED = 0
 NOISE_SEEDS = range(8)  # one sample per noise: the transfer varies from noise to noise, so judge the mean
-THRESHOLD = 0.2  # mean motion fidelity (-1..1) over the noises; 1 = the reference's frame-to-frame displacements
+THRESHOLD = {"t2v": 0.2, "i2v": 0.2}  # mean motion fidelity (-1..1) over the noises; 1 = the reference's displacements
+UNETS = {"t2v": MOTIONBENCH_UNET_NAME, "i2v": MOTIONBENCH_I2V_UNET_NAME}
 
 
-@pytest.fixture(scope="module")
-def motionbench(comfy_models):
-    if comfy_models.motionbench_unet is None:
-        pytest.skip("MotionBench Wan not built; run: python -m bench.motionbench.pretrain")
+@pytest.fixture(scope="module", params=["t2v", "i2v"])
+def kind(request, comfy_models) -> str:
+    built = comfy_models.motionbench_unet if request.param == "t2v" else comfy_models.motionbench_i2v_unet
+    if built is None:
+        pytest.skip(f"MotionBench {request.param.upper()} Wan not built (bench/motionbench/PRETRAIN.md)")
+    return request.param
 
 
 def train(steps: int, weight_decay: float) -> dict:
@@ -42,13 +49,13 @@ def train(steps: int, weight_decay: float) -> dict:
     }
 
 
-def sampling(tag: str, model: list) -> dict:
+def sampling(tag: str, model: list, positive: list, negative: list) -> dict:
     """ModelSamplingSD3 (the sampling shift, SHIFT) -> one KSampler per noise seed on the target caption -> saved
     latents save_<tag><seed>."""
     graph = {f"shift_{tag}": {"class_type": "ModelSamplingSD3", "inputs": {"model": model, "shift": SHIFT}}}
     for seed in NOISE_SEEDS:
         graph[f"sample_{tag}{seed}"] = ksampler(
-            [f"shift_{tag}", 0], ["clip", 3], ["clip", 4], ["empty", 0], seed, steps=LORA["sample_steps"]
+            [f"shift_{tag}", 0], positive, negative, ["empty", 0], seed, steps=LORA["sample_steps"]
         )
         graph[f"save_{tag}{seed}"] = {
             "class_type": "FYMTest_LatentStats",
@@ -57,7 +64,7 @@ def sampling(tag: str, model: list) -> dict:
     return graph
 
 
-def benchmark_split() -> str:
+def benchmark_split(kind: str) -> str:
     """Classify Heads overrides that pin the benchmark's head split for CLIP (the bench splits the heads in half by
     score when alpha 1.3 puts them all on one side, as it did on the v4 model)."""
     from bench.motionbench import model
@@ -66,30 +73,34 @@ def benchmark_split() -> str:
     from fym.heads import classify_heads, split_if_one_sided
 
     _, reference, _ = next(e for e in world.reference_clips() if e[0] == CLIP)
-    scored = classify_heads(
-        DiffusersWan(model.load()), world.render(reference)[None], world.caption(reference)[None],
-        ClassifyConfig(num_queries=256, seed=SEED),
-    )  # fmt: skip
+    video = world.render(reference)[None]
+    if kind == "t2v":
+        host, condition = DiffusersWan(model.load()), world.caption(reference)[None]
+    else:
+        host = DiffusersWan(model.load(model.I2V_WEIGHTS))
+        condition = model.i2v_condition(world.caption(reference), video)
+    scored = classify_heads(host, video, condition, ClassifyConfig(num_queries=256, seed=SEED))
     return split_if_one_sided(scored)[0].as_overrides()
 
 
-def motion_transfer_graph() -> dict:
+def motion_transfer_graph(kind: str) -> dict:
     frames = world.FRAMES * 4 - 3  # video frames of a 9-latent-frame clip
+    reference_caption = ["reference", 0] if kind == "i2v" else ["clip", 2]
     graph = {
         "clip": {"class_type": "FYMTest_MotionBenchClip", "inputs": {"clip": CLIP}},
-        "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": MOTIONBENCH_UNET_NAME, "weight_dtype": "default"}},
+        "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": UNETS[kind], "weight_dtype": "default"}},
         "classify": {
             "class_type": "FYM_ClassifyHeads",
             "inputs": {
                 "model": ["unet", 0],
                 "video_latent": ["clip", 0],
-                "positive": ["clip", 2],
+                "positive": reference_caption,
                 "alpha": 1.3,
                 "sigmas": "0.5",
                 "num_queries": 256,
                 "band": 1,
                 "seed": SEED,
-                "overrides": benchmark_split(),
+                "overrides": benchmark_split(kind),
             },
         },
         "spatial": {
@@ -97,7 +108,7 @@ def motion_transfer_graph() -> dict:
             "inputs": {
                 "model": ["unet", 0],
                 "frame_latents": ["clip", 1],
-                "positive": ["clip", 2],
+                "positive": reference_caption,
                 "head_map": ["classify", 0],
                 **train(LORA["spatial_steps"], 0.1),
             },
@@ -107,7 +118,7 @@ def motion_transfer_graph() -> dict:
             "inputs": {
                 "model": ["spatial", 0],
                 "video_latent": ["clip", 0],
-                "positive": ["clip", 2],
+                "positive": reference_caption,
                 "head_map": ["classify", 0],
                 **train(LORA["temporal_steps"], 0.99),
                 "sparse_sampling": True,
@@ -126,17 +137,30 @@ def motion_transfer_graph() -> dict:
             "inputs": {"width": world.SIZE * 8, "height": world.SIZE * 8, "length": frames, "batch_size": 1},
         },
     }
-    graph.update(sampling("lora", ["apply", 0]))
-    graph.update(sampling("base", ["unet", 0]))
+    positive, negative = ["clip", 3], ["clip", 4]
+    if kind == "i2v":  # as WanImageToVideo: the reference's first frame to train, the target's to sample
+        first_frame = "FYMTest_MotionBenchFirstFrame"
+        graph["reference"] = {
+            "class_type": first_frame,
+            "inputs": {"positive": ["clip", 2], "video_latent": ["clip", 0]},
+        }
+        graph["target"] = {"class_type": first_frame, "inputs": {"positive": ["clip", 3], "video_latent": ["clip", 5]}}
+        graph["empty_target"] = {
+            "class_type": first_frame,
+            "inputs": {"positive": ["clip", 4], "video_latent": ["clip", 5]},
+        }
+        positive, negative = ["target", 0], ["empty_target", 0]
+    graph.update(sampling("lora", ["apply", 0], positive, negative))
+    graph.update(sampling("base", ["unet", 0], positive, negative))
     return graph
 
 
 @pytest.fixture(scope="module")
-def scores(comfy, motionbench) -> dict:
+def scores(comfy, kind) -> dict:
     """{"lora" | "base": [metrics.evaluate of each noise's sample against the reference clip]}, one ComfyUI run."""
     from comfy.latent_formats import Wan21  # `import comfy...` would shadow the fixture
 
-    entry = comfy.run(motion_transfer_graph(), timeout=3600)
+    entry = comfy.run(motion_transfer_graph(kind), timeout=3600)
     _, reference, targets = next(e for e in world.reference_clips() if e[0] == CLIP)
     result = {}
     for tag in ("lora", "base"):
@@ -153,13 +177,13 @@ def mean(runs: list[dict], metric: str) -> float:
     return sum(r[metric] for r in runs) / len(runs)
 
 
-def test_the_no_lora_floor_does_not_follow_the_reference(scores):
-    assert mean(scores["base"], "motion_fidelity") < THRESHOLD, scores["base"]
+def test_the_no_lora_floor_does_not_follow_the_reference(scores, kind):
+    assert mean(scores["base"], "motion_fidelity") < THRESHOLD[kind], scores["base"]
 
 
-def test_temporal_lora_transfers_the_reference_motion(scores):
+def test_temporal_lora_transfers_the_reference_motion(scores, kind):
     fidelity = {tag: [r["motion_fidelity"] for r in runs] for tag, runs in scores.items()}
-    assert mean(scores["lora"], "motion_fidelity") > THRESHOLD, fidelity
+    assert mean(scores["lora"], "motion_fidelity") > THRESHOLD[kind], fidelity
     wins = sum(lora > base for lora, base in zip(fidelity["lora"], fidelity["base"], strict=True))
     assert wins >= 6, fidelity  # the same noise, with and without the LoRA: better on most
     assert mean(scores["lora"], "appearance") > 0.5, scores["lora"]  # the target's objects, not the reference's
