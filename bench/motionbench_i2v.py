@@ -45,7 +45,7 @@ ROWS = ("full", "base", "oracle", "reconstruction")
 NAMES = {"full": "Full method, temporal LoRA on the target's first frame", "base": "No LoRA, same first frame (floor)",
          "oracle": "Oracle: reference motion, target look (ceiling)",
          "reconstruction": "Reference caption + frame 0, both LoRAs @1 (reconstruction)"}  # fmt: skip
-QUICK = dict(spatial_steps=150, temporal_steps=150, seeds=3)  # the CPU-sized run (--quick)
+QUICK = dict(spatial_steps=100, temporal_steps=100, seeds=3, workers=2)  # the CPU-sized run (--quick)
 
 
 def run_i2v_clip(host, name, clip, targets, seed, configs, args) -> dict:
