@@ -170,6 +170,9 @@ def scores(comfy, kind) -> dict:
             assert tuple(latent.shape) == (1, world.CHANNELS, world.FRAMES, world.SIZE, world.SIZE)
             video = Wan21().process_in(latent)[0]  # back to the model's (the world's) space
             result[tag].append({k: round(v, 3) for k, v in metrics.evaluate(video, reference, targets).items()})
+    for tag, runs in result.items():  # shown by pytest -rA under the first test
+        fidelity = [r["motion_fidelity"] for r in runs]
+        print(f"{kind} {tag}: mean motion fidelity {sum(fidelity) / len(fidelity):.3f}, per noise {fidelity}")
     return result
 
 
