@@ -230,7 +230,7 @@ class MotionBenchFirstFrame(io.ComfyNode):
             node_id="FYMTest_MotionBenchFirstFrame",
             category="FYM/test",
             inputs=[io.Conditioning.Input("positive"), io.Latent.Input("video_latent")],
-            outputs=[io.Conditioning.Output("positive")],
+            outputs=[io.Conditioning.Output("conditioning")],
         )
 
     @classmethod
