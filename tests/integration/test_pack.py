@@ -551,7 +551,7 @@ def test_prepare_cached(comfy):
 
 def test_widget_defaults_are_the_fym_config_defaults(object_info):
     """One source of truth: what a user gets when dropping a node is fym.config's value."""
-    from fym.config import APPLY_STRENGTH, SPATIAL, TEMPORAL, ClassifyConfig
+    from fym.config import APPLY_STRENGTH, EXPERTS, SPATIAL, TEMPORAL, ClassifyConfig, expert_noise_range
 
     def defaults(node_id):
         inputs = object_info[node_id]["input"]
@@ -569,10 +569,12 @@ def test_widget_defaults_are_the_fym_config_defaults(object_info):
         shown = defaults(node_id)
         for widget, field in {**trained, **{name: name for name in extra}}.items():
             assert shown[widget] == getattr(config, field), (node_id, widget)
+        assert expert_noise_range(shown["expert"], image_to_video=True) == config.noise_range, node_id
     classify = defaults("FYM_ClassifyHeads")
     config = ClassifyConfig()
     assert (classify["alpha"], classify["num_queries"], classify["band"], classify["seed"]) == (
         config.alpha, config.num_queries, config.band, config.seed)  # fmt: skip
+    assert classify["expert"] == EXPERTS[0]
     assert defaults("FYM_ApplyMotionLoRA")["strength"] == APPLY_STRENGTH
 
 
