@@ -144,6 +144,7 @@ def markdown(summary: dict, args, seconds: float, heads: list[str]) -> str:
         f"{args.sample_steps} Euler steps, shift {args.sample_shift}, cfg {args.cfg}. Training gives the reference's "
         "own frame 0; sampling gives the target's frame 0 (the oracle's) and the target caption.",
         f"Heads per run (spatial/temporal of 16): {', '.join(heads)}.",
+        f"Environment: {json.dumps(environment())}.",
         "",
         "| row | " + " | ".join(keys) + " |",
         "|---|" + "---|" * len(keys),

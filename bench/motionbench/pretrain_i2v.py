@@ -1,6 +1,7 @@
 """Fine-tune the MotionBench Wan into an image-to-video model (Wan 2.2 A14B I2V's first-frame concat), one command.
 
     python -m bench.motionbench.pretrain_i2v            # 2 CPU threads; writes motionbench_wan_i2v.safetensors
+    python -m bench.motionbench.pretrain_i2v --heldout FILE ...   # held-out loss of I2V weights files
 
 As Wan's I2V models were made from its T2V ones: the shipped T2V weights (motionbench_wan.safetensors) with 20 more
 input channels (4 mask + 16 image, `world.first_frame_concat`) whose patch-embedding weights start at zero, then
@@ -20,10 +21,19 @@ import torch
 from fym.demo import plot_losses
 
 from . import model as mb_model
-from .pretrain import PRETRAIN_SHIFT, pretrain
+from .pretrain import PRETRAIN_SHIFT, Batches, flow_matching_loss, pretrain
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STEPS, BATCH, LR, SEED = 400, 4, 3e-4, 1  # the recipe of the shipped I2V weights (PRETRAIN.md)
+
+
+@torch.no_grad()
+def heldout_loss(path: str, batches: int = 8, batch: int = 8, seed: int = 99) -> float:
+    """Mean image-to-video flow-matching loss of the weights at `path` on `batches` x `batch` held-out clips
+    (data seed 99; fine-tuning uses 1, the T2V pre-training 0), frame 0 given, noise levels at shift 3."""
+    model = mb_model.load(path)
+    data = Batches(batches, batch, seed, 0, 5, PRETRAIN_SHIFT)
+    return sum(flow_matching_loss(model, *data[i], first_frame=True).item() for i in range(batches)) / batches
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,8 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=mb_model.I2V_WEIGHTS)
     parser.add_argument("--log", default=os.path.join(HERE, "pretrain_i2v_log.json"))
     parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--heldout", nargs="+", default=[], help="instead: the held-out loss of these weights")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.heldout:
+        for path in args.heldout:
+            print(f"{path}: held-out I2V loss {heldout_loss(path):.4f}")
+        return 0
     init = mb_model.i2v_from_t2v(mb_model.load(args.init))
     log = pretrain(
         args.steps, args.batch, args.lr, args.seed, args.out, shift=PRETRAIN_SHIFT, log_every=args.log_every,
