@@ -23,7 +23,9 @@ from .test_harness import ksampler, load_saved_latent
 CLIP = "nonrigid-circle-crawl"  # a worm crawling on a circle while it stretches twice: no pre-training draw
 SEED = 0
 NOISE_SEEDS = range(8)  # one sample per noise: the transfer varies from noise to noise, so judge the mean
-THRESHOLD = {"t2v": 0.2, "i2v": 0.2}  # mean motion fidelity (-1..1) over the noises; 1 = the reference's displacements
+# Mean motion fidelity (-1..1) over the noises; 1 = the reference's displacements. The given first frame puts the
+# objects at the reference's start, which lifts the I2V floor (0.155 measured on 0.3.64; LoRA 0.470, 8 of 8 noises).
+THRESHOLD = {"t2v": 0.2, "i2v": 0.3}
 UNETS = {"t2v": MOTIONBENCH_UNET_NAME, "i2v": MOTIONBENCH_I2V_UNET_NAME}
 
 
