@@ -174,7 +174,7 @@ def scores(comfy, kind) -> dict:
             result[tag].append({k: round(v, 3) for k, v in metrics.evaluate(video, reference, targets).items()})
     for tag, runs in result.items():  # shown by pytest -rA under the first test
         fidelity = [r["motion_fidelity"] for r in runs]
-        print(f"{kind} {tag}: mean motion fidelity {sum(fidelity) / len(fidelity):.3f}, per noise {fidelity}")
+        print(f"{kind} {tag}: mean motion fidelity {sum(fidelity) / len(fidelity):.3f}, per noise {fidelity}")  # noqa: T201
     return result
 
 
