@@ -9,11 +9,10 @@ import folder_paths
 import torch
 from comfy_api.latest import io, ui
 
-from ..fym.config import EXPERTS, ClassifyConfig, expert_noise_range
+from ..fym.config import EXPERTS, ClassifyConfig
 from ..fym.heads import SPATIAL, TEMPORAL, HeadMap, classify_heads, heat_map, parse_overrides, split_if_one_sided
-from ..fym.host import GIVEN_BY_CONCAT
 from .types import CATEGORY, HeadMapType, free_output_path, node_error
-from .wan_host import scoring_host, wan_condition, wan_first_frame, wan_shape
+from .wan_host import scoring_host, wan_condition, wan_noise_range, wan_shape
 
 NODE = "FYM Classify Heads"
 log = logging.getLogger(__name__)
@@ -137,7 +136,7 @@ class ClassifyHeads(io.ComfyNode):
     ):
         try:
             shape = wan_shape(model, NODE)
-            noise_range = expert_noise_range(expert, wan_first_frame(model, NODE) == GIVEN_BY_CONCAT)
+            noise_range = wan_noise_range(model, expert, NODE)
             config = ClassifyConfig(
                 alpha=alpha, sigmas=parse_sigmas(sigmas, noise_range, expert), num_queries=num_queries, band=band,
                 seed=seed,

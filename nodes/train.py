@@ -9,16 +9,15 @@ import comfy.utils
 import torch
 from comfy_api.latest import io
 
-from ..fym.config import EXPERTS, SPATIAL, TEMPORAL, TrainConfig, expert_noise_range
+from ..fym.config import EXPERTS, SPATIAL, TEMPORAL, TrainConfig
 from ..fym.heads import SPATIAL as SPATIAL_STAGE
 from ..fym.heads import TEMPORAL as TEMPORAL_STAGE
-from ..fym.host import GIVEN_BY_CONCAT
 from ..fym.train import NonFiniteLoss, check_stage_inputs, train_stage
 from .heads import EXPERT_TIP
 from .lora import applied_loras, apply_motion_lora
 from .queue_checks import take_problem
 from .types import CATEGORY, HeadMapType, MotionLoRAType, node_error
-from .wan_host import training_host, wan_condition, wan_first_frame, wan_shape
+from .wan_host import training_host, wan_condition, wan_noise_range, wan_shape
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +132,7 @@ def config_from(node: str, defaults: TrainConfig, model, settings: dict) -> Trai
     settings = {"expert": EXPERTS[0], **settings}
     settings["alpha"] = settings.pop("lora_alpha")
     try:
-        image_to_video = wan_first_frame(model, node) == GIVEN_BY_CONCAT
-        settings["noise_range"] = expert_noise_range(settings.pop("expert"), image_to_video)
+        settings["noise_range"] = wan_noise_range(model, settings.pop("expert"), node)
         return replace(defaults, **settings)
     except ValueError as error:
         raise node_error(node, error) from None

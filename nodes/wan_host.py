@@ -28,7 +28,7 @@ import comfy.samplers
 import torch
 from torch import nn
 
-from ..fym.config import WAN_HEAD_DIM
+from ..fym.config import WAN_HEAD_DIM, expert_noise_range
 from ..fym.host import GIVEN_BY_CONCAT, GIVEN_CLEAN, AdapterHooks, Condition, QKCallback, WanShape
 from .types import context_of
 
@@ -68,6 +68,12 @@ def wan_first_frame(model, node: str) -> str | None:
         f"{node}: the MODEL is {model_name(model)} ({type(base).__name__}, {kind}); Follow-Your-Motion trains Wan "
         "2.1 T2V/I2V, Wan 2.2 A14B T2V/I2V experts and Wan 2.2 TI2V 5B. Load one of those with UNETLoader"
     )
+
+
+def wan_noise_range(model, expert: str, node: str) -> tuple[float, float]:
+    """The noise levels `expert` (fym.config.EXPERTS) of this MODEL runs at: Wan 2.2 A14B's I2V boundary for
+    image-channel models, its T2V boundary otherwise."""
+    return expert_noise_range(expert, image_to_video=wan_first_frame(model, node) == GIVEN_BY_CONCAT)
 
 
 def wan_shape(model, node: str) -> WanShape:
