@@ -161,11 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     log = pretrain(
         args.steps, args.batch, args.lr, args.seed, args.out, **recipe, device=args.device, workers=args.workers
     )
-    with open(args.log, "w") as handle:
-        json.dump(log, handle)
-    plot_losses(log["losses"], "MotionBench Wan pre-training", os.path.splitext(args.log)[0] + "_loss.png")
-    print(f"saved {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MiB) in {log['seconds']:.0f}s; log {args.log}")
+    write_log(log, args.log, args.out, "MotionBench Wan pre-training")
     return 0
+
+
+def write_log(log: dict, path: str, weights: str, title: str) -> None:
+    """The training log as JSON at `path`, its loss curve as PNG beside it, and a line saying what was saved."""
+    with open(path, "w") as handle:
+        json.dump(log, handle)
+    plot_losses(log["losses"], title, os.path.splitext(path)[0] + "_loss.png")
+    print(f"saved {weights} ({os.path.getsize(weights) / 2**20:.1f} MiB) in {log['seconds']:.0f}s; log {path}")
 
 
 if __name__ == "__main__":

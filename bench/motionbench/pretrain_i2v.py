@@ -13,15 +13,12 @@ warm-up then cosine; EMA 0.995; fp16 diffusers keys), at the fine-tune's steps, 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import torch
 
-from fym.demo import plot_losses
-
 from . import model as mb_model
-from .pretrain import PRETRAIN_SHIFT, Batches, flow_matching_loss, pretrain
+from .pretrain import PRETRAIN_SHIFT, Batches, flow_matching_loss, pretrain, write_log
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STEPS, BATCH, LR, SEED = 400, 4, 3e-4, 1  # the recipe of the shipped I2V weights (PRETRAIN.md)
@@ -62,10 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device, workers=args.workers, init=init, first_frame=True,
     )  # fmt: skip
     log["init"] = os.path.basename(args.init)
-    with open(args.log, "w") as handle:
-        json.dump(log, handle)
-    plot_losses(log["losses"], "MotionBench Wan I2V fine-tune", os.path.splitext(args.log)[0] + "_loss.png")
-    print(f"saved {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MiB) in {log['seconds']:.0f}s; log {args.log}")
+    write_log(log, args.log, args.out, "MotionBench Wan I2V fine-tune")
     return 0
 
 
