@@ -34,7 +34,7 @@ from dataclasses import replace
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import RESULTS, environment  # noqa: E402
+from bench.common import RESULTS, environment, write  # noqa: E402
 from bench.motionbench import LORA, SHIFT, metrics, model, world  # noqa: E402
 from bench.motionbench.sample import merged, sample  # noqa: E402
 from bench.motionbench_mini import METRICS, add_recipe_arguments, benchmark_jobs, run_jobs, timed_stage  # noqa: E402
@@ -193,10 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(summary, args, seconds, heads)
     with open(os.path.join(RESULTS, f"{args.name}.md"), "w") as handle:
         handle.write(text)
-    payload = {"command": " ".join(["python"] + sys.argv), "environment": environment(), "seconds": seconds,
-               "config": vars(args), "summary": summary, "runs": runs}  # fmt: skip
-    with open(os.path.join(RESULTS, f"{args.name}.json"), "w") as handle:
-        json.dump(payload, handle, indent=1)
+    write(args.name, {"seconds": seconds, "config": vars(args), "summary": summary, "runs": runs})
     print(text)
     return 0
 

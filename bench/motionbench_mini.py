@@ -25,7 +25,6 @@ Results (mean, std over clips x seeds, per strength) go to bench/results/motionb
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import statistics
@@ -37,7 +36,7 @@ from dataclasses import replace
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import RESULTS, environment  # noqa: E402
+from bench.common import RESULTS, write  # noqa: E402
 from bench.motionbench import LORA, SHIFT, metrics, model, train_config, world  # noqa: E402
 from bench.motionbench.sample import merged, sample  # noqa: E402
 from fym.config import SPATIAL, TEMPORAL, ClassifyConfig  # noqa: E402
@@ -323,11 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(summary, categories, args, seconds, heads)
     with open(os.path.join(RESULTS, f"{args.name}.md"), "w") as handle:
         handle.write(text)
-    payload = {"command": " ".join(["python"] + sys.argv), "environment": environment(), "seconds": seconds,
-               "config": {k: v for k, v in vars(args).items()}, "summary": summary, "per_category": categories,
-               "runs": runs}  # fmt: skip
-    with open(os.path.join(RESULTS, f"{args.name}.json"), "w") as handle:
-        json.dump(payload, handle, indent=1)
+    write(args.name, {"seconds": seconds, "config": vars(args), "summary": summary, "per_category": categories,
+                      "runs": runs})  # fmt: skip
     print(text)
     return 0
 
