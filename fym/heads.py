@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from .config import ClassifyConfig
-from .host import GIVEN_CLEAN, Condition, WanHost, WanShape
+from .host import Condition, WanHost, WanShape
 
 SPATIAL, TEMPORAL = "spatial", "temporal"
 
@@ -221,7 +221,7 @@ def classify_heads(
     """Score every head of `host` on the reference latent (1, C, T, H, W) with its Condition (or caption
     embedding (1, L, D)), as it would be sampled: a GIVEN_CLEAN first frame stays clean."""
     config = config or ClassifyConfig()
-    condition = Condition.of(condition) if condition is not None else None
+    condition = Condition.of(condition)
     _, _, frames, height, width = latent.shape
     if frames < 2:
         raise ValueError("classify_heads needs a video latent with at least 2 frames")
@@ -239,9 +239,7 @@ def classify_heads(
 
     for sigma in config.sigmas:
         noise = torch.randn(latent.shape, generator=generator).to(latent)
-        x_t = sigma * noise + (1 - sigma) * latent
-        if condition is not None and condition.first_frame == GIVEN_CLEAN:
-            x_t[:, :, :1] = latent[:, :, :1]
+        x_t = condition.noised(latent, noise, sigma)
         host.capture_qk(x_t, torch.tensor([sigma], device=latent.device), condition, on_qk)
     sims = sums / len(config.sigmas)
     return HeadMap(

@@ -77,6 +77,15 @@ class Condition:
         latent frame's, which a first-frame image leaves empty."""
         return replace(self.select(torch.tensor([-1])), first_frame=None)
 
+    def noised(self, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+        """x_t = sigma * noise + (1 - sigma) * x0 for x0, noise (B, C, T, H, W) and sigma (B,) or a number; a
+        GIVEN_CLEAN first frame stays clean, as the sampler keeps it."""
+        s = torch.as_tensor(sigma, dtype=x0.dtype, device=x0.device).reshape(-1, 1, 1, 1, 1)
+        x_t = s * noise + (1 - s) * x0
+        if self.first_frame == GIVEN_CLEAN:
+            x_t = torch.cat([x0[:, :, :1], x_t[:, :, 1:]], dim=2)
+        return x_t
+
     def to(self, device) -> Condition:
         return replace(self, text=self.text.to(device), per_frame={k: v.to(device) for k, v in self.per_frame.items()})
 

@@ -127,8 +127,8 @@ def train_stage(
     """
     heads = check_stage_inputs(stage, tuple(latents.shape), head_map, host.shape, config)
     condition = Condition.of(condition)
-    for name, value in condition.per_frame.items():
-        if stage == TEMPORAL and value.shape[2] != latents.shape[2]:
+    for name, value in condition.per_frame.items() if stage == TEMPORAL else ():
+        if value.shape[2] != latents.shape[2]:
             raise ValueError(f"the condition's {name} has {value.shape[2]} latent frames, the clip {latents.shape[2]}")
     device = latents.device
     adapters = make_adapters(host.shape, heads, config.rank, config.alpha, seed=config.seed)
@@ -182,12 +182,10 @@ def _optimize(host, stage, latents, condition, params, config, on_step) -> list[
             x0, sample_condition, positions = _batch(stage, latents, condition, config, generator)
             sigma = shifted_sigmas(1, config.timestep_shift, generator, config.noise_range).to(device)
             noise = torch.randn(x0.shape, generator=generator).to(device)
-            x_t = sigma.view(-1, 1, 1, 1, 1) * noise + (1 - sigma.view(-1, 1, 1, 1, 1)) * x0
+            x_t = sample_condition.noised(x0, noise, sigma)
             target = noise - x0
-            if sample_condition.first_frame == GIVEN_CLEAN:  # frame 0 given clean, not generated: no loss on it
-                x_t = torch.cat([x0[:, :, :1], x_t[:, :, 1:]], dim=2)
             predicted = host.velocity(x_t, sigma, sample_condition, positions)
-            if sample_condition.first_frame == GIVEN_CLEAN:
+            if sample_condition.first_frame == GIVEN_CLEAN:  # frame 0 given clean, not generated: no loss on it
                 predicted, target = predicted[:, :, 1:], target[:, :, 1:]
             loss = F.mse_loss(predicted, target)
             if config.motion_loss_weight > 0 and predicted.shape[2] > 1:

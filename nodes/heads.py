@@ -36,10 +36,15 @@ def parse_sigmas(text: str, noise_range: tuple[float, float], expert: str) -> tu
     return sigmas
 
 
-EXPERT_TIP = (
-    "Wan 2.2 A14B has two experts, each its own MODEL: the high-noise one runs above sigma 0.875 (T2V) or 0.9 "
-    "(I2V), the low-noise one below (Wan 2.2's boundaries). Pick the one this MODEL is, so it is scored and trained "
-    "only where it runs. Other models: whole range."
+# Last and optional on every node that has it, so workflows and API prompts saved before it existed keep working.
+EXPERT_INPUT = io.Combo.Input(
+    "expert",
+    options=list(EXPERTS),
+    default=EXPERTS[0],
+    optional=True,
+    tooltip="Wan 2.2 A14B has two experts, each its own MODEL: the high-noise one runs above sigma 0.875 (T2V) or "
+    "0.9 (I2V), the low-noise one below (Wan 2.2's boundaries). Pick the one this MODEL is, so it is scored and "
+    "trained only where it runs. Other models: whole range.",
 )
 
 
@@ -107,9 +112,7 @@ class ClassifyHeads(io.ComfyNode):
                     multiline=True,
                     tooltip="Force heads by hand: layer.head=s or =t, separated by commas or lines, e.g. '0.3=t, 12.7=s'. Layers and heads count from 0.",
                 ),
-                io.Combo.Input(  # last and optional: workflows saved before it existed keep working
-                    "expert", options=list(EXPERTS), default=EXPERTS[0], optional=True, tooltip=EXPERT_TIP
-                ),
+                EXPERT_INPUT,
             ],
             outputs=[
                 HeadMapType.Output(

@@ -13,7 +13,7 @@ from ..fym.config import EXPERTS, SPATIAL, TEMPORAL, TrainConfig
 from ..fym.heads import SPATIAL as SPATIAL_STAGE
 from ..fym.heads import TEMPORAL as TEMPORAL_STAGE
 from ..fym.train import NonFiniteLoss, check_stage_inputs, train_stage
-from .heads import EXPERT_TIP
+from .heads import EXPERT_INPUT
 from .lora import applied_loras, apply_motion_lora
 from .queue_checks import take_problem
 from .types import CATEGORY, HeadMapType, MotionLoRAType, node_error
@@ -90,9 +90,6 @@ def common_inputs(defaults: TrainConfig, latent_name: str, latent_tooltip: str) 
         ),
     ]
 
-
-# Last and optional, so workflows and API prompts saved before it existed keep working.
-EXPERT_INPUT = io.Combo.Input("expert", options=list(EXPERTS), default=EXPERTS[0], optional=True, tooltip=EXPERT_TIP)
 
 REQUEUE_NOTE = (
     " Re-queueing with unchanged inputs reuses the result, except on newer ComfyUI when it has freed cached results "

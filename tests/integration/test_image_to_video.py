@@ -99,14 +99,18 @@ def i2v_nodes(unet=UNET_I2V_HIGH_NAME, expert="high-noise expert", sigmas="0.95"
     return graph
 
 
-def saved_lora(comfy, graph: dict, prefix: str) -> tuple[dict, list[str]]:
-    """Runs `graph` with the temporal LoRA saved; returns its metadata and tensor keys."""
+def save_temporal_lora(comfy, graph: dict, prefix: str) -> str:
+    """Runs `graph` with its temporal LoRA saved by Save Motion LoRA; returns the file's name under loras/."""
     graph["save"] = {
         "class_type": "FYM_SaveMotionLoRA",
         "inputs": {"motion_lora": ["temporal", 1], "filename_prefix": f"loras/{prefix}"},
     }
-    entry = comfy.run(graph, timeout=600)
-    path = Path(comfy.output_dir) / saved_text(entry, "save")
+    return saved_text(comfy.run(graph, timeout=600), "save").removeprefix("loras/")
+
+
+def saved_lora(comfy, graph: dict, prefix: str) -> tuple[dict, list[str]]:
+    """Runs `graph` with the temporal LoRA saved; returns its metadata and tensor keys."""
+    path = Path(comfy.output_dir) / "loras" / save_temporal_lora(comfy, graph, prefix)
     with safe_open(str(path), "pt") as handle:
         return handle.metadata(), list(handle.keys())
 
@@ -171,17 +175,8 @@ def test_a_vace_model_is_refused_by_its_name(comfy):
 def test_t2v_lora_and_i2v_lora_load_on_each_others_graphs(comfy):
     """Motion LoRAs hold self-attention keys only, so core LoraLoaderModelOnly loads an I2V expert's LoRA on a T2V
     model and a T2V LoRA on an I2V expert, every key used (no 'lora key not loaded' in the server log)."""
-    i2v_graph = i2v_nodes()
-    i2v_graph["save"] = {
-        "class_type": "FYM_SaveMotionLoRA",
-        "inputs": {"motion_lora": ["temporal", 1], "filename_prefix": f"loras/{unique('cross_i2v')}"},
-    }
-    i2v_lora = saved_text(comfy.run(i2v_graph, timeout=600), "save").removeprefix("loras/")
-    t2v_graph = training_nodes()
-    t2v_graph["save"] = dict(
-        i2v_graph["save"], inputs={"motion_lora": ["temporal", 1], "filename_prefix": f"loras/{unique('cross_t2v')}"}
-    )
-    t2v_lora = saved_text(comfy.run(t2v_graph, timeout=600), "save").removeprefix("loras/")
+    i2v_lora = save_temporal_lora(comfy, i2v_nodes(), unique("cross_i2v"))
+    t2v_lora = save_temporal_lora(comfy, training_nodes(), unique("cross_t2v"))
 
     log_start = comfy.log_path.stat().st_size
     graph = i2v_nodes()
