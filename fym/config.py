@@ -105,6 +105,11 @@ class TrainConfig:
 SPATIAL = TrainConfig(steps=3000, weight_decay=0.1)
 TEMPORAL = TrainConfig(steps=2000, weight_decay=0.99, motion_loss_weight=1.0)
 APPLY_STRENGTH = 0.5  # paper Sec. 4.1: "The LoRA weights are set as 0.5"
+# Motion LoRA files: bf16 factors, half the size of fp32; the weights they patch compute in bf16 or lower anyway.
+LORA_FILE_DTYPE = "bf16"
+# Previews while training (fym.preview): Euler steps per preview. 8 steps of Wan's shifted schedule show the
+# motion's layout; a preview then costs 8 forward passes, about 3 training steps.
+PREVIEW_STEPS = 8
 
 # Wan 2.2 A14B: the high-noise expert runs at sigma >= the boundary, the low-noise one below (Wan 2.2's
 # generate.py: boundary 0.875 for T2V, 0.9 for I2V; ComfyUI users switch experts with KSamplerAdvanced).

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 import torch
@@ -24,10 +23,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .config import VERSION
+from .config import LORA_FILE_DTYPE, VERSION
+from .files import write_new
 from .host import PROJECTIONS, WanShape
 
 FORMAT = "fym.motion_lora.v1"
+FILE_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}  # what the LoRA factors are saved as
 _KEY = "diffusion_model.blocks.{layer}.self_attn.{projection}"
 
 
@@ -146,29 +147,15 @@ def merged_delta(lora: MotionLoRA, layer: int, projection: str) -> torch.Tensor 
     return up @ down * (float(lora.state_dict[f"{key}.alpha"]) / up.shape[1])
 
 
-def save(lora: MotionLoRA, path: str) -> None:
-    """Write a .safetensors file atomically (temp file + rename); never overwrites an existing file."""
-    if os.path.exists(path):
-        raise FileExistsError(f"{path} exists; motion LoRA files are never overwritten")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    metadata = {"modelspec.architecture": "wan2.1", "fym": json.dumps(lora.metadata)}
-    handle, temporary = tempfile.mkstemp(suffix=".safetensors.part", dir=folder)
-    os.close(handle)
-    try:
-        save_file(lora.state_dict, temporary, metadata=metadata)
-        try:
-            os.link(temporary, path)  # unlike a rename, fails if path appeared meanwhile
-        except FileExistsError:
-            raise
-        except OSError:  # a file system without hard links
-            if os.path.exists(path):
-                raise FileExistsError(f"{path} exists; motion LoRA files are never overwritten") from None
-            os.replace(temporary, path)
-            return
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+def save(lora: MotionLoRA, path: str, dtype: str = LORA_FILE_DTYPE) -> None:
+    """Write a .safetensors file atomically, never over an existing one; factors in `dtype` ("bf16" or "fp32")."""
+    if dtype not in FILE_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(FILE_DTYPES)}; got {dtype!r}")
+    state = {
+        key: value if key.endswith(".alpha") else value.to(FILE_DTYPES[dtype]) for key, value in lora.state_dict.items()
+    }
+    metadata = {"modelspec.architecture": "wan2.1", "fym": json.dumps({**lora.metadata, "file_dtype": dtype})}
+    write_new(path, lambda temporary: save_file(state, temporary, metadata=metadata), "motion LoRA files")
 
 
 def load(path: str) -> MotionLoRA:

@@ -19,10 +19,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .checkpoint import FORMAT as CHECKPOINT_FORMAT
+from .checkpoint import Checkpoints, check_resumable, identity
 from .config import TrainConfig
 from .heads import SPATIAL, TEMPORAL, HeadMap
 from .host import GIVEN_CLEAN, Condition, WanHost, WanShape
 from .lora import MotionLoRA, export, make_adapters
+from .preview import Preview, preview_latent
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +115,9 @@ def train_stage(
     config: TrainConfig,
     on_step: Callable[[int], None] | None = None,
     keep_attached: bool = False,
+    on_log: Callable[[int, list[float]], None] | None = None,
+    preview: Preview | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> StageResult:
     """Train one stage's LoRA on `host` and return it exported in ComfyUI's key format.
 
@@ -124,6 +130,10 @@ def train_stage(
         on_step: called after every optimizer step with the step number (progress bar; may raise to cancel).
         keep_attached: leave the trained adapters on the host (frozen, under key "fym_<stage>"), e.g. for the
             temporal stage to train on top of the spatial LoRA; otherwise they are removed.
+        on_log: called every config.log_every steps with the step and the losses since the last call (the only
+            point where losses are read back from the device).
+        preview: previews of the LoRA while it trains (fym.preview).
+        checkpoints: write resumable states every N steps, and/or resume from one (fym.checkpoint).
     """
     heads = check_stage_inputs(stage, tuple(latents.shape), head_map, host.shape, config)
     condition = Condition.of(condition)
@@ -134,18 +144,18 @@ def train_stage(
     adapters = make_adapters(host.shape, heads, config.rank, config.alpha, seed=config.seed)
     for adapter in adapters.values():
         adapter.to(device)
-    params = [p for adapter in adapters.values() for p in adapter.parameters()]
+    checkpoints = checkpoints or Checkpoints()
+    run_identity = identity(stage, config, head_map.to_json(), latents, condition.text, checkpoints.model)
+    if checkpoints.resume is not None:
+        check_resumable(checkpoints.resume, run_identity)
+    run = Run(host, stage, latents, condition, adapters, config, on_step, on_log, preview, checkpoints, run_identity)
     key = f"fym_{stage}"
     host.attach(key, adapters)
     try:
-        for p in params:
-            p.requires_grad_(True)
-        losses = _optimize(host, stage, latents, condition, params, config, on_step)
+        losses = run.optimize()
     except BaseException:
         host.detach(key)
         raise
-    for p in params:
-        p.requires_grad_(False)
     if not keep_attached:
         host.detach(key)
     lora = export(
@@ -170,35 +180,115 @@ def _frame_sampling(stage: str, config: TrainConfig, condition: Condition) -> di
     }
 
 
-def _optimize(host, stage, latents, condition, params, config, on_step) -> list[float]:
-    device = latents.device
-    generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(
-        params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=device.type == "cuda"
-    )
-    step_losses = torch.zeros(config.steps, device=device)  # read back every log_every steps only
-    with host.checkpointing(config.gradient_checkpointing):
-        for step in range(config.steps):
-            x0, sample_condition, positions = _batch(stage, latents, condition, config, generator)
-            sigma = shifted_sigmas(1, config.timestep_shift, generator, config.noise_range).to(device)
-            noise = torch.randn(x0.shape, generator=generator).to(device)
-            x_t = sample_condition.noised(x0, noise, sigma)
-            target = noise - x0
-            predicted = host.velocity(x_t, sigma, sample_condition, positions)
-            if sample_condition.first_frame == GIVEN_CLEAN:  # frame 0 given clean, not generated: no loss on it
-                predicted, target = predicted[:, :, 1:], target[:, :, 1:]
-            loss = F.mse_loss(predicted, target)
-            if config.motion_loss_weight > 0 and predicted.shape[2] > 1:
-                loss = loss + config.motion_loss_weight * motion_loss(predicted, target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step_losses[step] = loss.detach()
-            if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-                _check_and_log(stage, step_losses, step, config.log_every)
-            if on_step is not None:
-                on_step(step + 1)
-    return step_losses.tolist()
+@dataclass
+class Run:
+    """One stage's optimisation loop, with its logging, previews and checkpoints."""
+
+    host: WanHost
+    stage: str
+    latents: torch.Tensor
+    condition: Condition
+    adapters: dict
+    config: TrainConfig
+    on_step: Callable[[int], None] | None
+    on_log: Callable[[int, list[float]], None] | None
+    preview: Preview | None
+    checkpoints: Checkpoints
+    identity: dict
+    logged: int = 0  # steps whose losses were read back
+
+    def optimize(self) -> list[float]:
+        config, device = self.config, self.latents.device
+        params = [p for adapter in self.adapters.values() for p in adapter.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        generator = torch.Generator().manual_seed(config.seed)
+        optimizer = torch.optim.AdamW(
+            params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=device.type == "cuda"
+        )
+        step_losses = torch.zeros(config.steps, device=device)  # read back every log_every steps only
+        start = self._restore(optimizer, generator, step_losses) if self.checkpoints.resume is not None else 0
+        self.logged = start  # steps whose losses were read back
+        if start and self.on_log is not None:
+            self.on_log(start, step_losses[:start].tolist())  # the history so far, for a chart
+        try:
+            with self.host.checkpointing(config.gradient_checkpointing):
+                for step in range(start, config.steps):
+                    loss = self._loss(generator)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    step_losses[step] = loss.detach()
+                    self._after_step(step + 1, step_losses, optimizer, generator)
+        finally:
+            for p in params:
+                p.requires_grad_(False)
+        return step_losses.tolist()
+
+    def _loss(self, generator: torch.Generator) -> torch.Tensor:
+        config, device = self.config, self.latents.device
+        x0, sample_condition, positions = _batch(self.stage, self.latents, self.condition, config, generator)
+        sigma = shifted_sigmas(1, config.timestep_shift, generator, config.noise_range).to(device)
+        noise = torch.randn(x0.shape, generator=generator).to(device)
+        x_t = sample_condition.noised(x0, noise, sigma)
+        target = noise - x0
+        predicted = self.host.velocity(x_t, sigma, sample_condition, positions)
+        if sample_condition.first_frame == GIVEN_CLEAN:  # frame 0 given clean, not generated: no loss on it
+            predicted, target = predicted[:, :, 1:], target[:, :, 1:]
+        loss = F.mse_loss(predicted, target)
+        if config.motion_loss_weight > 0 and predicted.shape[2] > 1:
+            loss = loss + config.motion_loss_weight * motion_loss(predicted, target)
+        return loss
+
+    def _after_step(self, done: int, step_losses, optimizer, generator) -> None:
+        """Log, preview and checkpoint after step `done` (1-based) as due; then the progress callback."""
+        config = self.config
+        last = done == config.steps
+        if done % config.log_every == 0 or last:
+            recent = _check_and_log(self.stage, step_losses[self.logged : done], done)
+            self.logged = done
+            if self.on_log is not None:
+                self.on_log(done, recent)
+        if self.preview is not None and self.preview.every and (done % self.preview.every == 0 or last):
+            latent = preview_latent(self.host, self.latents, self.condition, self.preview, config.timestep_shift)
+            self.preview.show(done, latent)
+        every = self.checkpoints.every
+        if every and self.checkpoints.write is not None and (done % every == 0 or last):
+            self.checkpoints.write(self._state(done, step_losses, optimizer, generator))
+        if self.on_step is not None:
+            self.on_step(done)
+
+    def _state(self, done: int, step_losses, optimizer, generator) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "identity": self.identity,
+            "step": done,
+            "losses": step_losses[:done].cpu(),
+            "adapters": {
+                f"{layer}.{projection}": {name: p.detach().cpu() for name, p in adapter.named_parameters()}
+                for (layer, projection), adapter in self.adapters.items()
+            },  # fmt: skip
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+        }
+
+    def _restore(self, optimizer, generator, step_losses) -> int:
+        """Load the resumed state into the adapters, optimizer, generator and losses; returns its step."""
+        state = self.checkpoints.resume
+        done = int(state["step"])
+        if done > self.config.steps:
+            raise ValueError(
+                f"the checkpoint is at step {done} but steps is {self.config.steps}; set steps to at least {done}"
+            )
+        with torch.no_grad():
+            for (layer, projection), adapter in self.adapters.items():
+                for name, p in adapter.named_parameters():
+                    p.copy_(state["adapters"][f"{layer}.{projection}"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        step_losses[:done] = state["losses"].to(step_losses.device)
+        log.info("%s LoRA: resumed at step %d of %d", self.stage, done, self.config.steps)
+        return done
 
 
 def _batch(stage, latents, condition, config, generator) -> tuple[torch.Tensor, Condition, torch.Tensor | None]:
@@ -216,11 +306,13 @@ def _batch(stage, latents, condition, config, generator) -> tuple[torch.Tensor, 
     return latents[:, :, indices.to(latents.device)], condition.select(indices), positions
 
 
-def _check_and_log(stage: str, step_losses: torch.Tensor, step: int, window: int) -> None:
-    recent = step_losses[max(0, step + 1 - window) : step + 1].cpu()
+def _check_and_log(stage: str, recent: torch.Tensor, done: int) -> list[float]:
+    """The losses `recent` (of the steps up to `done`) read back, logged and checked finite."""
+    recent = recent.cpu()
     if not torch.isfinite(recent).all():
         raise NonFiniteLoss(
-            f"{stage} LoRA training: the loss became {recent[~torch.isfinite(recent)][0].item()} by step {step + 1}; "
+            f"{stage} LoRA training: the loss became {recent[~torch.isfinite(recent)][0].item()} by step {done}; "
             "nothing was saved. Lower the learning rate or train in float32/bfloat16 instead of float16"
         )
-    log.info("%s LoRA step %d: loss %.5f (mean of last %d)", stage, step + 1, recent.mean().item(), len(recent))
+    log.info("%s LoRA step %d: loss %.5f (mean of last %d)", stage, done, recent.mean().item(), len(recent))
+    return recent.tolist()

@@ -103,20 +103,28 @@ def test_comfyui_key_format():
 
 
 def test_save_load_round_trip_never_overwrites(tmp_path):
-    shape = WanShape(1, 2, 8)
-    adapters = lora.make_adapters(shape, {0: [1]}, rank=2, alpha=2.0)
+    shape = WanShape(2, 4, 32)
+    adapters = lora.make_adapters(shape, {0: [1], 1: [0, 2]}, rank=8, alpha=8.0)
     for adapter in adapters.values():
         torch.nn.init.normal_(adapter.lora_up)
     exported = lora.export(adapters, shape, stage="spatial", steps=7)
-    path = str(tmp_path / "motion.safetensors")
-    lora.save(exported, path)
-    loaded = lora.load(path)
-    assert loaded.metadata == exported.metadata and loaded.shape == shape
+    path, full = str(tmp_path / "motion.safetensors"), str(tmp_path / "motion_fp32.safetensors")
+    lora.save(exported, path)  # bf16 by default
+    lora.save(exported, full, dtype="fp32")
+    loaded, loaded_full = lora.load(path), lora.load(full)
+    assert loaded.metadata == {**exported.metadata, "file_dtype": "bf16"} and loaded.shape == shape
+    assert loaded_full.metadata["file_dtype"] == "fp32"
     assert loaded.metadata["version"] and loaded.metadata["stage"] == "spatial"
-    assert all(torch.equal(loaded.state_dict[k], v) for k, v in exported.state_dict.items())
+    for key, value in exported.state_dict.items():
+        assert torch.equal(loaded_full.state_dict[key], value)
+        assert loaded.state_dict[key].dtype == (torch.float32 if key.endswith(".alpha") else torch.bfloat16)
+        assert torch.allclose(loaded.state_dict[key].float(), value, rtol=2**-8, atol=0), key
+    assert os.path.getsize(path) < 0.55 * os.path.getsize(full)  # half the bytes, plus the metadata
     with pytest.raises(FileExistsError):
         lora.save(exported, path)
-    assert os.listdir(tmp_path) == ["motion.safetensors"]  # no temporary files left
+    with pytest.raises(ValueError, match="bf16, fp32"):
+        lora.save(exported, str(tmp_path / "other.safetensors"), dtype="fp16")
+    assert sorted(os.listdir(tmp_path)) == ["motion.safetensors", "motion_fp32.safetensors"]  # no temporary files
 
 
 def test_loading_a_file_that_is_not_a_motion_lora_fails_clearly(tmp_path):

@@ -1,0 +1,126 @@
+"""Resumable training: a stage's full state every N steps, and the checks before resuming from one.
+
+A checkpoint holds the adapters, the AdamW state, the random-number state, the step and the losses so far, so a
+run resumed from it continues exactly where it stopped and gives the same LoRA as a run that never stopped
+(on a CPU bit for bit; on a GPU up to its non-deterministic kernels). It also holds the run's identity: the
+stage, the head map, the settings that change the result, a summary of the reference and caption, and the
+caller's summary of the model. A checkpoint whose identity differs is refused with what differs.
+
+Files are written by `torch.save` atomically (temp file + hard link) and never overwrite; `load_state` reads
+them with `weights_only=True`, so a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from .files import write_new
+
+FORMAT = "fym.checkpoint.v1"
+
+# TrainConfig fields that do not change the trained LoRA, so a resumed run may set them differently.
+FREE_SETTINGS = ("steps", "log_every", "gradient_checkpointing")
+
+
+@dataclass
+class Checkpoints:
+    """When and where a training run writes checkpoints, and the one it resumes from.
+
+    Args:
+        every: steps between checkpoints (0 = none); the last step is written too, so a run can be continued
+            with more steps.
+        write: stores a state (a dict of tensors and plain values) somewhere safe, e.g. `save_state`.
+        resume: a state read back (`load_state`) to continue from, or None to start at step 0.
+        model: the caller's summary of the model (floats that identify its weights; compared within 1%).
+    """
+
+    every: int = 0
+    write: Callable[[dict], None] | None = None
+    resume: dict | None = None
+    model: list[float] = field(default_factory=list)
+
+
+def summary(tensor: torch.Tensor, dims: tuple[int, ...]) -> list[float]:
+    """A small fingerprint of a tensor: its mean over `dims`, flattened (enough to tell clips apart, and
+    robust to the last-bit differences of a re-encoded clip)."""
+    return tensor.detach().float().mean(dim=dims).flatten().cpu().tolist()
+
+
+def identity(stage: str, config, head_map_json: str, latents: torch.Tensor, text: torch.Tensor, model: list[float]):
+    """What must be the same for a run to continue from a checkpoint (a JSON-able dict).
+
+    latents: (F, C, 1, H, W) or (1, C, T, H, W) training latents; text: (1, L, D) caption embedding.
+    """
+    settings = {name: value for name, value in asdict(config).items() if name not in FREE_SETTINGS}
+    settings["noise_range"] = list(settings["noise_range"])
+    return {
+        "stage": stage,
+        "head_map": head_map_json,
+        "settings": settings,
+        "reference": [*latents.shape, *summary(latents, (3, 4))],
+        "caption": summary(text, (0, 1))[:64],
+        "model": list(model),
+    }
+
+
+_WHAT_DIFFERS = {
+    "stage": "it is a {theirs} checkpoint and this node trains the {ours} LoRA",
+    "head_map": "it was trained with another head map; connect the Classify Heads (or Load Head Map) output it used",
+    "settings": "it was trained with other settings ({detail}); set them back to continue it",
+    "reference": "it was trained on another reference clip (frames, size or content differ)",
+    "caption": "it was trained with another caption",
+    "model": "it was trained on another model (its weights differ); load the model it was trained on",
+}
+
+
+def check_resumable(state: dict, expected: dict) -> None:
+    """Raise ValueError saying what differs between the checkpoint `state` and this run's `identity`."""
+    if state.get("format") != FORMAT:
+        raise ValueError(f"not a Follow-Your-Motion training checkpoint (format {state.get('format')!r})")
+    theirs = state["identity"]
+    for name, ours in expected.items():
+        if not _same(theirs.get(name), ours):
+            detail = ""
+            if name == "settings":
+                detail = ", ".join(
+                    f"{key} {theirs[name].get(key)} here {value}"
+                    for key, value in ours.items()
+                    if not _same(theirs[name].get(key), value)
+                )
+            raise ValueError(
+                "cannot resume from this checkpoint: "
+                + _WHAT_DIFFERS[name].format(theirs=theirs.get("stage"), ours=ours, detail=detail)
+            )
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return (
+            isinstance(a, int | float) and isinstance(b, int | float) and math.isclose(a, b, rel_tol=1e-2, abs_tol=1e-3)
+        )
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def save_state(state: dict, path: str) -> None:
+    """Write `state` to `path` atomically; never overwrites an existing file."""
+    write_new(path, lambda temporary: torch.save(state, temporary), "checkpoints")
+
+
+def load_state(path: str) -> dict:
+    """Read a checkpoint written by `save_state` (tensors on the CPU); a clear error if it is not one."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle and zip errors have no common public type
+        raise ValueError(f"{os.path.basename(path)} is not a readable training checkpoint ({error})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{os.path.basename(path)} is not a Follow-Your-Motion training checkpoint")
+    return state
