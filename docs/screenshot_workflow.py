@@ -32,9 +32,9 @@ def main(url: str, workflow_path: str, png_path: str) -> None:
         page.wait_for_function("window.app && window.app.graph", timeout=120_000)
         page.evaluate("async (w) => { await window.app.loadGraphData(w); }", workflow)
         page.wait_for_timeout(3000)
-        for dialog_close in page.locator(".p-dialog-close-button, button[aria-label='Close']").all():
-            if dialog_close.is_visible():
-                dialog_close.click()  # the first-run template browser and the missing-models dialog
+        for _ in range(2):  # the first-run template browser and the missing-models dialog
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(300)
         page.evaluate("() => window.app.extensionManager.setting.set('Comfy.Minimap.Visible', false)")
         page.evaluate(
             "([x, y]) => { const c = window.app.canvas; c.ds.scale = 1; c.ds.offset = [x, y]; c.setDirty(true, true); }",

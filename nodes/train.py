@@ -9,10 +9,21 @@ import comfy.utils
 import torch
 from comfy_api.latest import io
 
-from ..fym.config import EXPERTS, SPATIAL, TEMPORAL, TrainConfig
+from ..fym.checkpoint import Checkpoints, check_resumable, identity
+from ..fym.config import CHECKPOINT_EVERY, EXPERTS, PREVIEW_EVERY, PREVIEW_STEPS, SPATIAL, TEMPORAL, TrainConfig
 from ..fym.heads import SPATIAL as SPATIAL_STAGE
 from ..fym.heads import TEMPORAL as TEMPORAL_STAGE
+from ..fym.preview import Preview
 from ..fym.train import NonFiniteLoss, check_stage_inputs, train_stage
+from .feedback import (
+    NO_CHECKPOINT,
+    CheckpointWriter,
+    LossFeed,
+    checkpoint_names,
+    model_summary,
+    preview_shower,
+    read_checkpoint,
+)
 from .heads import EXPERT_INPUT
 from .lora import applied_loras, apply_motion_lora
 from .queue_checks import take_problem
@@ -91,6 +102,35 @@ def common_inputs(defaults: TrainConfig, latent_name: str, latent_tooltip: str) 
     ]
 
 
+def feedback_inputs() -> list:
+    """Inputs both training nodes end with (optional, so workflows and API prompts saved before them still run)."""
+    return [
+        io.Int.Input(
+            "preview_every", default=PREVIEW_EVERY, min=0, max=100000, optional=True,
+            tooltip=f"Every N steps, show on this node what the LoRA does now: the first frames sampled from a fixed "
+            f"noise in {PREVIEW_STEPS} steps without guidance, colours from the latent (no VAE), so about "
+            f"{PREVIEW_STEPS // 3} training steps' time. 0 = off. Not from the paper.",
+        ),
+        io.Int.Input(
+            "checkpoint_every", default=CHECKPOINT_EVERY, min=0, max=100000, optional=True,
+            tooltip="Every N steps and at the end, save what is needed to resume (the LoRA, optimizer and random "
+            "state) under output/fym_checkpoints; each run writes its own files, none is overwritten. 0 = off. "
+            "Not from the paper.",
+        ),
+        io.Combo.Input(
+            "resume_from", options=checkpoint_names(), default=NO_CHECKPOINT, optional=True,
+            tooltip="Continue a run from one of its checkpoints (after Cancel, a crash or a restart; press R to see "
+            "new ones): same inputs and settings, any 'steps' at least the checkpoint's, and the result is the LoRA "
+            "of a run that never stopped. A checkpoint of another model, head map, stage or setting is refused.",
+        ),
+        io.Conditioning.Input(
+            "preview_positive", optional=True,
+            tooltip="Prompt of the previews (same size and length for an I2V model). Unconnected: the reference's "
+            "own caption, so the preview shows how well the LoRA reconstructs the reference.",
+        ),
+    ]  # fmt: skip
+
+
 REQUEUE_NOTE = (
     " Re-queueing with unchanged inputs reuses the result, except on newer ComfyUI when it has freed cached results "
     "because RAM ran low: then it trains again. Save the LoRA with Save Motion LoRA to keep it."
@@ -123,6 +163,15 @@ OUTPUTS = [
 ]
 
 
+FEEDBACK = ("preview_every", "preview_positive", "checkpoint_every", "resume_from")
+
+
+def feedback_settings(node_class, settings: dict) -> dict:
+    """Takes the feedback inputs out of `settings` (the rest are TrainConfig fields), with the node's id."""
+    feedback = {name: settings.pop(name) for name in FEEDBACK if name in settings}
+    return {**feedback, "unique_id": node_class.hidden.unique_id}
+
+
 def config_from(node: str, defaults: TrainConfig, model, settings: dict) -> TrainConfig:
     """The stage's TrainConfig with the node's widget values (widget ids are the field names; lora_alpha = alpha,
     expert = noise_range)."""
@@ -153,27 +202,47 @@ def check_spatial_lora_under(model, head_map, node: str) -> None:
         )
 
 
-def run_training(node: str, stage: str, model, latent, positive, head_map, config: TrainConfig) -> io.NodeOutput:
-    """Checks everything, trains on a loaded clone, and returns the node's outputs; the input model is untouched."""
+def run_training(node: str, stage: str, model, latent, positive, head_map, config: TrainConfig, feedback: dict):
+    """Checks everything, trains on a loaded clone, and returns the node's outputs; the input model is untouched.
+
+    feedback: the node's preview_every, preview_positive, checkpoint_every, resume_from and unique_id."""
     samples = latent["samples"]
     try:
         shape = wan_shape(model, node)
         check_stage_inputs(stage, tuple(samples.shape), head_map, shape, config)
         condition = wan_condition(model, positive, tuple(samples.shape), node)
+        preview_condition = None
+        if feedback.get("preview_positive") is not None:
+            preview_condition = wan_condition(model, feedback["preview_positive"], tuple(samples.shape), node)
         if stage == TEMPORAL_STAGE:
             check_spatial_lora_under(model, head_map, node)
+        latents = model.model.process_latent_in(samples.clone())
+        checkpoints = Checkpoints(
+            every=feedback.get("checkpoint_every", CHECKPOINT_EVERY), write=CheckpointWriter(stage),
+            resume=read_checkpoint(feedback.get("resume_from")), model=model_summary(model),
+        )  # fmt: skip
+        if checkpoints.resume is not None:  # before loading the model: a wrong checkpoint costs nothing
+            check_resumable(checkpoints.resume, identity(stage, config, head_map.to_json(), latents, condition.text,
+                                                         checkpoints.model))  # fmt: skip
     except ValueError as error:
         raise node_error(node, error) from None
     progress = comfy.utils.ProgressBar(config.steps)  # its hook raises when the user presses Cancel
+    preview = Preview(
+        every=feedback.get("preview_every", PREVIEW_EVERY), show=preview_shower(model, progress),
+        condition=preview_condition, frames=1 if stage == SPATIAL_STAGE else config.frame_count, seed=config.seed,
+    )  # fmt: skip
     frames = 1 if stage == SPATIAL_STAGE else config.frame_count if config.sparse_sampling else samples.shape[2]
     step_shape = (1, samples.shape[1], frames, *samples.shape[3:])  # one training sample's latent
     try:
         with training_host(model, step_shape, config.gradient_checkpointing) as host:
-            latents = model.model.process_latent_in(samples.clone()).to(host.device)
+            latents = latents.to(host.device)
+            if preview.condition is not None:
+                preview.condition = preview.condition.to(host.device)
             try:
                 result = train_stage(
                     host, stage, latents, condition.to(host.device), head_map, config,
-                    on_step=lambda _: progress.update(1),
+                    on_step=progress.update_absolute, on_log=LossFeed(feedback.get("unique_id"), stage, config.steps),
+                    preview=preview, checkpoints=checkpoints,
                 )  # fmt: skip
             except (ValueError, NonFiniteLoss) as error:
                 raise node_error(node, error) from None
@@ -206,14 +275,16 @@ class SpatialLoRATrain(io.ComfyNode):
                 "frame_latents",
                 "Single-frame latents (frames, 16, 1, H, W) from Prepare Reference's frame_latents.",
             )
-            + [EXPERT_INPUT],
+            + [EXPERT_INPUT, *feedback_inputs()],
             outputs=OUTPUTS,
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
     def execute(cls, model, frame_latents, positive, head_map, **settings):
+        feedback = feedback_settings(cls, settings)
         config = config_from(cls.NAME, SPATIAL, model, settings)
-        return run_training(cls.NAME, SPATIAL_STAGE, model, frame_latents, positive, head_map, config)
+        return run_training(cls.NAME, SPATIAL_STAGE, model, frame_latents, positive, head_map, config, feedback)
 
 
 class TemporalLoRATrain(io.ComfyNode):
@@ -265,8 +336,10 @@ class TemporalLoRATrain(io.ComfyNode):
                     tooltip="Weight of the motion loss (1 - cosine of frame-to-frame differences, paper eq. 3; paper: 1). 0 = off.",
                 ),
                 EXPERT_INPUT,
+                *feedback_inputs(),
             ],
             outputs=OUTPUTS,
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -277,8 +350,9 @@ class TemporalLoRATrain(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, video_latent, positive, head_map, **settings):
+        feedback = feedback_settings(cls, settings)
         config = config_from(cls.NAME, TEMPORAL, model, settings)
-        return run_training(cls.NAME, TEMPORAL_STAGE, model, video_latent, positive, head_map, config)
+        return run_training(cls.NAME, TEMPORAL_STAGE, model, video_latent, positive, head_map, config, feedback)
 
 
 NODES = [SpatialLoRATrain, TemporalLoRATrain]

@@ -5,14 +5,13 @@ from dataclasses import replace
 
 import pytest
 import torch
+from test_train import split_map
 
 from fym.checkpoint import Checkpoints, load_state, save_state
 from fym.config import PREVIEW_STEPS, SPATIAL, TEMPORAL
 from fym.host import GIVEN_CLEAN, Condition
 from fym.preview import Preview
 from fym.train import train_stage
-
-from test_train import split_map
 
 TEMPORAL_TINY = replace(TEMPORAL, steps=6, rank=4, alpha=4.0, learning_rate=1e-2, frame_stride=2, frame_count=3)
 
@@ -92,7 +91,7 @@ def test_resuming_refuses_another_stage_head_map_model_clip_or_setting(host, cli
     resumed, _ = checkpointed_run(
         host, clip, context, tmp_path, replace(TEMPORAL_TINY, log_every=1), state, model=(1.001,)
     )
-    assert resumed is not None  # log_every may differ, and the model summary is compared within 1%
+    assert resumed is not None  # log_every may differ, and the model summary is compared within 10%
 
 
 def test_checkpoint_files_are_never_overwritten_and_only_checkpoints_load(tmp_path):

@@ -362,29 +362,31 @@ def test_lora_matches_stock_loader(comfy):
 
     prefix = unique("fym_match")
     graph = training_nodes(seed=3)
-    graph["save_lora"] = {
-        "class_type": "FYM_SaveMotionLoRA",
-        "inputs": {"motion_lora": ["temporal", 1], "filename_prefix": f"loras/{prefix}"},
-    }
+    for dtype in ("fp32", "bf16"):
+        graph[f"save_{dtype}"] = {
+            "class_type": "FYM_SaveMotionLoRA",
+            "inputs": {"motion_lora": ["temporal", 1], "filename_prefix": f"loras/{prefix}_{dtype}", "dtype": dtype},
+        }
     entry = comfy.run(graph, timeout=600)
-    lora_name = saved_text(entry, "save_lora").removeprefix("loras/")
+    names = {dtype: saved_text(entry, f"save_{dtype}").removeprefix("loras/") for dtype in ("fp32", "bf16")}
+    sizes = {dtype: (comfy.output_dir / "loras" / name).stat().st_size for dtype, name in names.items()}
+    assert sizes["bf16"] < 0.55 * sizes["fp32"], sizes  # half the bytes, plus the metadata
 
     log_start = comfy.log_path.stat().st_size
-    graph.pop("save_lora")
-    graph.update(
-        {
-            "apply": {
-                "class_type": "FYM_ApplyMotionLoRA",
-                "inputs": {"model": ["unet", 0], "motion_lora": ["temporal", 1], "strength": 0.5},
-            },
-            "stock": {
-                "class_type": "LoraLoaderModelOnly",
-                "inputs": {"model": ["unet", 0], "lora_name": lora_name, "strength_model": 0.5},
-            },
+    graph.pop("save_fp32")
+    graph.pop("save_bf16")
+    graph["apply"] = {
+        "class_type": "FYM_ApplyMotionLoRA",
+        "inputs": {"model": ["unet", 0], "motion_lora": ["temporal", 1], "strength": 0.5},
+    }
+    for dtype, name in names.items():
+        graph[f"stock_{dtype}"] = {
+            "class_type": "LoraLoaderModelOnly",
+            "inputs": {"model": ["unet", 0], "lora_name": name, "strength_model": 0.5},
         }
-    )
     graph.update(sampling_nodes(["apply", 0], prefix, "_fym"))
-    graph.update(sampling_nodes(["stock", 0], prefix, "_stock"))
+    graph.update(sampling_nodes(["stock_fp32", 0], prefix, "_stock"))
+    graph.update(sampling_nodes(["stock_bf16", 0], prefix, "_stock_bf16"))
     graph.update(sampling_nodes(["unet", 0], prefix, "_base"))
     entry = comfy.run(graph, timeout=600)
     cached = next(data["nodes"] for event, data in entry["status"]["messages"] if event == "execution_cached")
@@ -396,6 +398,9 @@ def test_lora_matches_stock_loader(comfy):
     assert torch.isfinite(fym).all()
     assert torch.allclose(fym, stock, rtol=1e-5, atol=1e-6), (fym - stock).abs().max()
     assert not torch.allclose(fym, base, rtol=1e-4, atol=1e-5), "the LoRA changed nothing; the test proves nothing"
+    # The bf16 file: the same result within bf16 rounding of the factors, far below what the LoRA changes.
+    stock_bf16 = load_saved_latent(entry, "save_stock_bf16")
+    assert (stock_bf16 - fym).abs().max() < 0.02 * (fym - base).abs().max(), (stock_bf16 - fym).abs().max()
 
     log = comfy.log_path.read_bytes()[log_start:].decode(errors="replace")
     assert "lora key not loaded" not in log.lower(), log
@@ -551,7 +556,17 @@ def test_prepare_cached(comfy):
 
 def test_widget_defaults_are_the_fym_config_defaults(object_info):
     """One source of truth: what a user gets when dropping a node is fym.config's value."""
-    from fym.config import APPLY_STRENGTH, EXPERTS, SPATIAL, TEMPORAL, ClassifyConfig, expert_noise_range
+    from fym.config import (
+        APPLY_STRENGTH,
+        CHECKPOINT_EVERY,
+        EXPERTS,
+        LORA_FILE_DTYPE,
+        PREVIEW_EVERY,
+        SPATIAL,
+        TEMPORAL,
+        ClassifyConfig,
+        expert_noise_range,
+    )  # fmt: skip
 
     def defaults(node_id):
         inputs = object_info[node_id]["input"]
@@ -570,12 +585,15 @@ def test_widget_defaults_are_the_fym_config_defaults(object_info):
         for widget, field in {**trained, **{name: name for name in extra}}.items():
             assert shown[widget] == getattr(config, field), (node_id, widget)
         assert expert_noise_range(shown["expert"], image_to_video=True) == config.noise_range, node_id
+        assert (shown["preview_every"], shown["checkpoint_every"]) == (PREVIEW_EVERY, CHECKPOINT_EVERY), node_id
+        assert shown["resume_from"] == "none", node_id
     classify = defaults("FYM_ClassifyHeads")
     config = ClassifyConfig()
     assert (classify["alpha"], classify["num_queries"], classify["band"], classify["seed"]) == (
         config.alpha, config.num_queries, config.band, config.seed)  # fmt: skip
     assert classify["expert"] == EXPERTS[0]
     assert defaults("FYM_ApplyMotionLoRA")["strength"] == APPLY_STRENGTH
+    assert defaults("FYM_SaveMotionLoRA")["dtype"] == LORA_FILE_DTYPE
 
 
 def test_cancel_during_training_saves_nothing_and_leaves_the_model_unpatched(comfy):
