@@ -111,7 +111,7 @@ LORA_FILE_DTYPE = "bf16"
 # motion's layout; a preview then costs 8 forward passes, about 3 training steps.
 PREVIEW_STEPS = 8
 PREVIEW_EVERY = 200  # training nodes' default: a preview costs about 3 steps, so 1.5% of the training time
-CHECKPOINT_EVERY = 500  # training nodes' default: at most 500 steps lost to a crash; 4-6 files per run
+CHECKPOINT_EVERY = 500  # training nodes' default: at most 500 steps lost to a crash or a Cancel
 
 # Wan 2.2 A14B: the high-noise expert runs at sigma >= the boundary, the low-noise one below (Wan 2.2's
 # generate.py: boundary 0.875 for T2V, 0.9 for I2V; ComfyUI users switch experts with KSamplerAdvanced).

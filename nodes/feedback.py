@@ -45,17 +45,24 @@ def read_checkpoint(name: str) -> dict | None:
 
 class CheckpointWriter:
     """Writes a run's states as output/fym_checkpoints/<stage>_<run>_step<step>.pt (the run number is the first
-    one free when the run writes its first checkpoint); never overwrites."""
+    one free when the run writes its first checkpoint); never overwrites, and keeps the run's newest KEEP files
+    (a 14B checkpoint is about 2 GB)."""
+
+    KEEP = 2
 
     def __init__(self, stage: str) -> None:
-        self.stage, self.run = stage, None
+        self.stage, self.run, self.written = stage, None, []
 
     def __call__(self, state: dict) -> None:
         folder = checkpoint_folder()
         if self.run is None:
             taken = os.listdir(folder) if os.path.isdir(folder) else []
             self.run = 1 + max((int(n.split("_")[1]) for n in taken if n.startswith(f"{self.stage}_")), default=0)
-        save_state(state, os.path.join(folder, f"{self.stage}_{self.run:05}_step{state['step']:06}.pt"))
+        path = os.path.join(folder, f"{self.stage}_{self.run:05}_step{state['step']:06}.pt")
+        save_state(state, path)
+        self.written.append(path)
+        while len(self.written) > self.KEEP:  # only this run's own older files
+            os.remove(self.written.pop(0))
 
 
 def model_summary(model) -> list:

@@ -114,8 +114,8 @@ def feedback_inputs() -> list:
         io.Int.Input(
             "checkpoint_every", default=CHECKPOINT_EVERY, min=0, max=100000, optional=True,
             tooltip="Every N steps and at the end, save what is needed to resume (the LoRA, optimizer and random "
-            "state) under output/fym_checkpoints; each run writes its own files, none is overwritten. 0 = off. "
-            "Not from the paper.",
+            "state) under output/fym_checkpoints; each run writes its own files and keeps its newest two, none is "
+            "overwritten. 0 = off. Not from the paper.",
         ),
         io.Combo.Input(
             "resume_from", options=checkpoint_names(), default=NO_CHECKPOINT, optional=True,

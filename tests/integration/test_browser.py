@@ -38,7 +38,7 @@ def page(comfy):
         pytest.skip("no chromium on PATH: apt install chromium (browser test)")
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 950})
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
         errors = []
         page.on("console", lambda message: errors.append(message.text) if "FollowYourMotion" in message.text else None)
         page.goto(comfy.url)
@@ -90,8 +90,8 @@ def test_the_loss_chart_and_previews_update_on_the_training_node_during_a_run(co
 
     page.evaluate(
         """(id) => { const canvas = app.canvas, node = app.graph.getNodeById(id);
-            canvas.ds.scale = 1.1;
-            canvas.ds.offset = [-node.pos[0] + 420, -node.pos[1] + 60];
+            canvas.ds.scale = 0.9;  // both training nodes, whole
+            canvas.ds.offset = [-node.pos[0] + 560, -node.pos[1] + 70];
             canvas.setDirty(true, true); }""",
         temporal["id"],
     )

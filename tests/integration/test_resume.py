@@ -28,35 +28,32 @@ def checkpoints(comfy) -> set[str]:
 def test_a_cancelled_run_resumed_from_its_checkpoint_gives_the_lora_of_a_run_that_never_stopped(comfy):
     prefix = unique("fym_resume")
     before = checkpoints(comfy)
-    whole = comfy.run(temporal_run(prefix, steps=6), timeout=600)
-    whole_lora = load_file(comfy.output_dir / saved_text(whole, "save"))
-    written = checkpoints(comfy) - before
-    run = {name.split("_")[1] for name in written}
-    assert len(run) == 1 and sorted(name.split("_step")[1] for name in written) == [
-        "000002.pt",
-        "000004.pt",
-        "000006.pt",
-    ]
-
-    # A long run, cancelled once it has written a few checkpoints.
+    # A long run, cancelled once it has written a few checkpoints (every 2 steps; it keeps its newest two).
     prompt_id = comfy.queue(temporal_run(prefix, steps=100000))
     deadline = time.monotonic() + 300
-    while not any(name.endswith("_step000004.pt") for name in checkpoints(comfy) - before - written):
+    while len(checkpoints(comfy) - before) < 2:
         assert time.monotonic() < deadline, "the long run wrote no checkpoint"
         time.sleep(0.2)
     comfy._request("POST", "/interrupt", {})
     entry = comfy.wait(prompt_id, timeout=120)
     assert "execution_interrupted" in [event for event, _ in entry["status"]["messages"]]
-    (resume_from,) = [n for n in checkpoints(comfy) - before - written if n.endswith("_step000004.pt")]
-    assert resume_from.split("_")[1] not in run  # its own run number: nothing of the first run was overwritten
+    kept = sorted(checkpoints(comfy) - before)
+    assert len(kept) == 2 and len({name.split("_")[1] for name in kept}) == 1, kept  # one run, its newest two
+    resume_from = kept[-1]
+    step = int(resume_from.split("_step")[1].removesuffix(".pt"))
 
-    resumed = comfy.run(temporal_run(prefix, steps=6, resume_from=resume_from), timeout=600)
+    # Resumed to step + 2, and a run of step + 2 steps that never stopped: the same LoRA.
+    resumed = comfy.run(temporal_run(prefix, steps=step + 2, resume_from=resume_from), timeout=600)
+    whole = comfy.run(temporal_run(prefix, steps=step + 2), timeout=600)
     resumed_lora = load_file(comfy.output_dir / saved_text(resumed, "save"))
+    whole_lora = load_file(comfy.output_dir / saved_text(whole, "save"))
     assert resumed_lora.keys() == whole_lora.keys()
     for key, value in whole_lora.items():
         assert torch.equal(resumed_lora[key], value), key
     moved = [key for key, value in whole_lora.items() if key.endswith("lora_up.weight") and value.abs().max() > 0]
     assert moved, "the LoRA never moved from zero; the comparison proves nothing"
+    runs = {name.split("_")[1] for name in checkpoints(comfy) - before}
+    assert len(runs) == 3 and resume_from in checkpoints(comfy)  # each run its own files; none overwritten
 
 
 def test_resuming_refuses_a_checkpoint_of_another_stage_or_model_before_any_work(comfy):
