@@ -10,7 +10,6 @@ import folder_paths
 import latent_preview
 import torch
 from PIL import Image
-from server import PromptServer
 
 from ..fym.checkpoint import load_state, save_state
 
@@ -89,6 +88,8 @@ class LossFeed:
         if self.since is not None and now > self.at:
             rate = (step - self.since) / (now - self.at)
         self.since, self.at = step, now
+        from server import PromptServer  # here, not at import: the pack also loads in-process without a server
+
         server = PromptServer.instance
         server.send_sync(
             LOSS_EVENT,
