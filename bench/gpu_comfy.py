@@ -55,6 +55,8 @@ CASES = ["1.3B_bf16", "1.3B_fp16", "1.3B_fp8_e4m3fn", "1.3B_fp8_scaled", "14B_fp
 # do not start a case with less of the budget left (others: 45 s)
 MIN_SECONDS = {"14B_fp8_24GiB": 200, "14B_i2v_fp8_24GiB": 200}
 CAP_BYTES = 24 * 1024**3
+# CUDA runtime calls that make the host wait for the GPU (profile_steps counts them per step)
+SYNC_CALLS = {"cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy"}
 
 
 def stand_in_for_av() -> bool:
@@ -157,8 +159,19 @@ def summary(result: dict) -> dict:
     out = {}
     for case, record in result["cases"].items():
         out[case] = {k: record[k] for k in ("skipped", "error", "weight_dtype", "fits", "case_s") if k in record}
-        for phase, entry in record.get("phases", {}).items():
+        phases = record.get("phases", {})
+        for phase, entry in phases.items():
             out[case][phase] = {k: entry[k] for k in keys if k in entry}
+            if "profile" in entry:
+                profile = entry["profile"]
+                out[case][phase].update(
+                    {k: profile[k] for k in ("kernels_per_step", "syncs_per_step", "gpu_busy_share")}
+                )
+        steps = [phases.get(stage, {}).get("step_median_s") for stage in ("spatial", "temporal")]
+        if all(steps) and "seconds" in phases.get("classify_heads", {}):  # issue 12's target: <= 300 s at 1.3B
+            out[case]["paper_schedule_s"] = round(
+                3000 * steps[0] + 2000 * steps[1] + phases["classify_heads"]["seconds"]
+            )
     return out
 
 
@@ -265,6 +278,44 @@ class Bench:
         )
         return result
 
+    def profile_steps(self, host, stage: str, latents, head_map, config) -> dict:
+        """Issue 12's diagnosis, per training step (torch.profiler over 4 steps, no sync added): GPU kernels, kernel
+        launches, host syncs (synchronize calls and blocking copies), GPU busy share of the wall time, and the
+        top kernels by GPU time. On a CPU only the operator count is filled in."""
+        from torch.autograd import DeviceType
+        from torch.profiler import ProfilerActivity, profile
+
+        steps = 4
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
+        config = replace(config, steps=steps, log_every=steps + 1)  # the last step logs: one read, at the end
+        self.sync()
+        with profile(activities=activities) as prof:
+            self.train.train_stage(host, stage, latents, self.context.to(host.device), head_map, config)
+            self.sync()
+        events = prof.events()
+        kernels = [e for e in events if e.device_type == DeviceType.CUDA]
+        names = [e.name for e in events if e.device_type == DeviceType.CPU]
+        spans = sorted((e.time_range.start, e.time_range.end) for e in kernels)
+        busy, end = 0.0, float("-inf")
+        for a, b in spans:
+            if b > end:
+                busy, end = busy + b - max(a, end), b
+        wall = max((e.time_range.end for e in events), default=0) - min((e.time_range.start for e in events), default=0)
+        by_kernel: dict[str, float] = {}
+        for e in kernels:
+            by_kernel[e.name] = by_kernel.get(e.name, 0.0) + e.time_range.elapsed_us()
+        return {
+            "steps_profiled": steps,
+            "aten_ops_per_step": sum(n.startswith("aten::") for n in names) / steps,
+            "kernels_per_step": len(kernels) / steps,
+            "launches_per_step": sum(n.startswith(("cudaLaunchKernel", "cuLaunchKernel")) for n in names) / steps,
+            "syncs_per_step": sum(n in SYNC_CALLS for n in names) / steps,
+            "gpu_busy_share": round(busy / wall, 3) if wall and kernels else None,
+            "top_kernels_ms_per_step": {
+                k[:80]: round(v / steps / 1e3, 3) for k, v in sorted(by_kernel.items(), key=lambda kv: -kv[1])[:12]
+            },  # fmt: skip
+        }
+
     def run_case(self, model, record: dict, temporal_only: bool = False) -> None:
         wan_host, config, heads = self.wan_host, self.config, self.heads
         process_in = model.model.process_latent_in
@@ -288,6 +339,8 @@ class Bench:
             with wan_host.training_host(model, tuple(frames[:1].shape), False) as host:
                 latents = process_in(frames.clone()).to(host.device)
                 loras["spatial"] = self.train_timed(host, "spatial", latents, head_map, config.SPATIAL, entry).lora
+                if self.args.profile:
+                    entry["profile"] = self.profile_steps(host, "spatial", latents, head_map, config.SPATIAL)
 
         def temporal(entry):
             gc = temporal_only  # 14B: checkpointing, as a 24 GB card needs
@@ -297,6 +350,8 @@ class Bench:
                 cfg = replace(config.TEMPORAL, gradient_checkpointing=gc)
                 entry["gradient_checkpointing"] = gc
                 loras["temporal"] = self.train_timed(host, "temporal", latents, head_map, cfg, entry).lora
+                if self.args.profile:
+                    entry["profile"] = self.profile_steps(host, "temporal", latents, head_map, cfg)
 
         if not temporal_only:
             self.phase(record, "classify_heads", classify)
@@ -430,6 +485,7 @@ def main() -> None:
     )
     parser.add_argument("--comfy-args", default="", help="extra ComfyUI flags, e.g. '--reserve-vram 1'")
     parser.add_argument("--dynamic-vram", action="store_true", help="ComfyUI 0.33+: DynamicVRAM as main.py enables it")
+    parser.add_argument("--profile", action="store_true", help="also profile 4 steps per stage (issue 12's counts)")
     args = parser.parse_args()
     began = time.perf_counter()
     av_stand_in = stand_in_for_av()

@@ -38,31 +38,37 @@ def tiny_wan(
 
 
 class _FramePositionRoPE(nn.Module):
-    """diffusers' WanRotaryPosEmbed with the temporal part taken at given (possibly fractional) positions."""
+    """diffusers' WanRotaryPosEmbed with the temporal part taken at given (possibly fractional) positions.
 
-    def __init__(self, rope: nn.Module, positions: torch.Tensor) -> None:
+    The temporal tables of each set of positions are made once and kept in `tables` on the device, so a step
+    copies nothing to the device."""
+
+    def __init__(self, rope: nn.Module, positions: tuple[float, ...], tables: dict) -> None:
         super().__init__()
-        self.rope = rope
-        self.positions = positions
+        self.rope, self.positions, self.tables = rope, positions, tables
 
     def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from diffusers.models.embeddings import get_1d_rotary_pos_embed
-
         cos, sin = self.rope(hidden_states)  # (1, S, 1, head_dim), frame-major tokens
         frames = hidden_states.shape[2]
-        if self.positions.numel() != frames:
-            raise ValueError(f"{self.positions.numel()} frame positions for {frames} latent frames")
-        t_cos, t_sin = get_1d_rotary_pos_embed(
-            self.rope.t_dim,
-            self.positions.to(torch.float64).cpu(),
-            use_real=True,
-            repeat_interleave_real=True,
-            freqs_dtype=torch.float64,
-        )
+        if len(self.positions) != frames:
+            raise ValueError(f"{len(self.positions)} frame positions for {frames} latent frames")
         per_frame = cos.shape[1] // frames
+        key = (self.positions, per_frame, cos.device, cos.dtype)
+        if key not in self.tables:
+            from diffusers.models.embeddings import get_1d_rotary_pos_embed
+
+            t_cos, t_sin = get_1d_rotary_pos_embed(
+                self.rope.t_dim,
+                torch.tensor(self.positions, dtype=torch.float64),
+                use_real=True,
+                repeat_interleave_real=True,
+                freqs_dtype=torch.float64,
+            )
+            self.tables[key] = tuple(t.to(cos).repeat_interleave(per_frame, 0)[None, :, None] for t in (t_cos, t_sin))
+        t_cos, t_sin = self.tables[key]
         cos, sin = cos.clone(), sin.clone()
-        cos[..., : self.rope.t_dim] = t_cos.to(cos).repeat_interleave(per_frame, 0)[None, :, None]
-        sin[..., : self.rope.t_dim] = t_sin.to(sin).repeat_interleave(per_frame, 0)[None, :, None]
+        cos[..., : self.rope.t_dim] = t_cos
+        sin[..., : self.rope.t_dim] = t_sin
         return cos, sin
 
 
@@ -115,7 +121,8 @@ class DiffusersWan(AdapterHooks):
             yield
             return
         rope = self.model.rope
-        self.model.rope = _FramePositionRoPE(rope, frame_positions)
+        tables = self.__dict__.setdefault("_rope_tables", {})  # kept across steps (a few windows per stage)
+        self.model.rope = _FramePositionRoPE(rope, tuple(float(p) for p in frame_positions), tables)
         try:
             yield
         finally:

@@ -12,7 +12,7 @@ Hp = H / 2, Wp = W / 2 (Wan's 1x2x2 patches); a head h owns channels h * head_di
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -75,7 +75,8 @@ class Condition:
     def ungiven(self) -> Condition:
         """The condition of one frame to generate, none given (spatial-stage single frames): the clip's last
         latent frame's, which a first-frame image leaves empty."""
-        return replace(self.select(torch.tensor([-1])), first_frame=None)
+        last = {name: value[:, :, -1:] for name, value in self.per_frame.items()}
+        return replace(self, per_frame=last, first_frame=None)
 
     def noised(self, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """x_t = sigma * noise + (1 - sigma) * x0 for x0, noise (B, C, T, H, W) and sigma (B,) or a number; a
@@ -101,12 +102,13 @@ class WanHost(Protocol):
         x_t: torch.Tensor,
         sigma: torch.Tensor,
         condition: Condition | torch.Tensor,
-        frame_positions: torch.Tensor | None,
+        frame_positions: Sequence[float] | None,
     ) -> torch.Tensor:
         """Flow-matching velocity prediction (noise - x0) for x_t (B, C, T, H, W) at sigma (B,) in [0, 1].
 
         With a GIVEN_CLEAN first frame, x_t's frame 0 is the clean latent and the host runs it at timestep 0.
-        frame_positions: (T,) float temporal RoPE positions of the T latent frames, or None for 0..T-1.
+        frame_positions: temporal RoPE positions of the T latent frames (T floats, on the host: reading them
+        must not wait for the device), or None for 0..T-1.
         """
 
     def capture_qk(

@@ -13,8 +13,9 @@ A Wan 2.2 A14B expert trains only in its own noise range (TrainConfig.noise_rang
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -34,34 +35,34 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
-def sparse_frame_indices(num_frames: int, stride: int, count: int, generator: torch.Generator) -> torch.Tensor:
-    """`count` latent-frame indices `stride` apart, at a random start that keeps them inside the clip: (count,)."""
+def sparse_frame_indices(num_frames: int, stride: int, count: int, rng: random.Random) -> list[int]:
+    """`count` latent-frame indices `stride` apart, at a random start that keeps them inside the clip."""
     span = (count - 1) * stride + 1
     if span > num_frames:
         raise ValueError(
             f"{count} frames with stride {stride} span {span} latent frames but the clip has {num_frames}; "
             f"lower frame_count or frame_stride, or use a longer clip ({4 * (span - 1) + 1} video frames)"
         )
-    start = int(torch.randint(0, num_frames - span + 1, (1,), generator=generator))
-    return start + stride * torch.arange(count)
+    start = rng.randrange(num_frames - span + 1)
+    return [start + stride * i for i in range(count)]
 
 
-def adaptive_rope_positions(indices: torch.Tensor) -> torch.Tensor:
-    """Temporal RoPE positions of sampled frames: their indices in the full clip, as float (eq. 2).
+def adaptive_rope_positions(indices: list[int]) -> tuple[float, ...]:
+    """Temporal RoPE positions of sampled frames: their indices in the full clip (eq. 2).
 
     With indices i * F / F_samp this is the paper's F/2 + F/F_samp (i - F_samp/2); the positions stay on the
     full clip's frame grid, so the LoRA sees full-rate frame spacing and full-length inference needs no change.
     """
-    return indices.to(torch.float32)
+    return tuple(float(index) for index in indices)
 
 
 def shifted_sigmas(
     count: int, shift: float, generator: torch.Generator, noise_range: tuple[float, float] = (0.0, 1.0)
 ) -> torch.Tensor:
-    """Flow-matching noise levels (count,): u uniform shifted as Wan samples them, shift * u / (1 + (shift - 1) u),
-    with u drawn only where the result falls in noise_range (a Wan 2.2 A14B expert's range)."""
+    """Flow-matching noise levels (count,) on the generator's device: u uniform shifted as Wan samples them,
+    shift * u / (1 + (shift - 1) u), with u drawn only where the result falls in noise_range (an A14B expert's)."""
     low, high = (sigma / (shift - (shift - 1) * sigma) for sigma in noise_range)  # the shift's inverse
-    u = low + (high - low) * torch.rand(count, generator=generator)
+    u = low + (high - low) * torch.rand(count, generator=generator, device=generator.device)
     return shift * u / (1 + (shift - 1) * u)
 
 
@@ -102,7 +103,7 @@ def check_stage_inputs(
             f"expected a video latent (1, C, T >= 2, H, W); got {latent_shape}. Use Prepare Reference's video_latent"
         )
     if stage == TEMPORAL and config.sparse_sampling:
-        sparse_frame_indices(latent_shape[2], config.frame_stride, config.frame_count, torch.Generator())
+        sparse_frame_indices(latent_shape[2], config.frame_stride, config.frame_count, random.Random())
     return heads
 
 
@@ -196,40 +197,45 @@ class Run:
     checkpoints: Checkpoints
     identity: dict
     logged: int = 0  # steps whose losses were read back
+    indices: dict = field(default_factory=dict)  # frame-index tuples -> device tensors (Run.index)
 
     def optimize(self) -> list[float]:
         config, device = self.config, self.latents.device
         params = [p for adapter in self.adapters.values() for p in adapter.parameters()]
         for p in params:
             p.requires_grad_(True)
-        generator = torch.Generator().manual_seed(config.seed)
+        # Which frames: host decisions from Python's generator, so no device value is read to make them. Noise and
+        # noise levels: drawn where they are used, on the device. Nothing is copied to or read from the device
+        # inside a step (bench/step_ops.py counts it); losses are read at log points only.
+        frames = random.Random(config.seed)
+        generator = torch.Generator(device).manual_seed(config.seed)
         optimizer = torch.optim.AdamW(
             params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=device.type == "cuda"
         )
         step_losses = torch.zeros(config.steps, device=device)  # read back every log_every steps only
-        start = self._restore(optimizer, generator, step_losses) if self.checkpoints.resume is not None else 0
+        start = self._restore(optimizer, generator, frames, step_losses) if self.checkpoints.resume is not None else 0
         self.logged = start  # steps whose losses were read back
         if start and self.on_log is not None:
             self.on_log(start, step_losses[:start].tolist())  # the history so far, for a chart
         try:
             with self.host.checkpointing(config.gradient_checkpointing):
                 for step in range(start, config.steps):
-                    loss = self._loss(generator)
+                    loss = self._loss(frames, generator)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
                     step_losses[step] = loss.detach()
-                    self._after_step(step + 1, step_losses, optimizer, generator)
+                    self._after_step(step + 1, step_losses, optimizer, (generator, frames))
         finally:
             for p in params:
                 p.requires_grad_(False)
         return step_losses.tolist()
 
-    def _loss(self, generator: torch.Generator) -> torch.Tensor:
-        config, device = self.config, self.latents.device
-        x0, sample_condition, positions = _batch(self.stage, self.latents, self.condition, config, generator)
-        sigma = shifted_sigmas(1, config.timestep_shift, generator, config.noise_range).to(device)
-        noise = torch.randn(x0.shape, generator=generator).to(device)
+    def _loss(self, frames: random.Random, generator: torch.Generator) -> torch.Tensor:
+        config = self.config
+        x0, sample_condition, positions = _batch(self.stage, self.latents, self.condition, config, frames, self.index)
+        sigma = shifted_sigmas(1, config.timestep_shift, generator, config.noise_range)
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x_t = sample_condition.noised(x0, noise, sigma)
         target = noise - x0
         predicted = self.host.velocity(x_t, sigma, sample_condition, positions)
@@ -240,7 +246,14 @@ class Run:
             loss = loss + config.motion_loss_weight * motion_loss(predicted, target)
         return loss
 
-    def _after_step(self, done: int, step_losses, optimizer, generator) -> None:
+    def index(self, frames: list[int]) -> torch.Tensor:
+        """The latent-frame indices as a tensor on the device, made once per distinct set (no copy per step)."""
+        key = tuple(frames)
+        if key not in self.indices:
+            self.indices[key] = torch.tensor(key, device=self.latents.device)
+        return self.indices[key]
+
+    def _after_step(self, done: int, step_losses, optimizer, randomness) -> None:
         """Log, preview and checkpoint after step `done` (1-based) as due; then the progress callback."""
         config = self.config
         last = done == config.steps
@@ -254,11 +267,11 @@ class Run:
             self.preview.show(done, latent)
         every = self.checkpoints.every
         if every and self.checkpoints.write is not None and (done % every == 0 or last):
-            self.checkpoints.write(self._state(done, step_losses, optimizer, generator))
+            self.checkpoints.write(self._state(done, step_losses, optimizer, *randomness))
         if self.on_step is not None:
             self.on_step(done)
 
-    def _state(self, done: int, step_losses, optimizer, generator) -> dict:
+    def _state(self, done: int, step_losses, optimizer, generator, frames) -> dict:
         return {
             "format": CHECKPOINT_FORMAT,
             "identity": self.identity,
@@ -270,9 +283,10 @@ class Run:
             },  # fmt: skip
             "optimizer": optimizer.state_dict(),
             "generator": generator.get_state(),
+            "frames": frames.getstate(),
         }
 
-    def _restore(self, optimizer, generator, step_losses) -> int:
+    def _restore(self, optimizer, generator, frames, step_losses) -> int:
         """Load the resumed state into the adapters, optimizer, generator and losses; returns its step."""
         state = self.checkpoints.resume
         done = int(state["step"])
@@ -286,24 +300,28 @@ class Run:
                     p.copy_(state["adapters"][f"{layer}.{projection}"][name])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
+        frames.setstate(state["frames"])
         step_losses[:done] = state["losses"].to(step_losses.device)
         log.info("%s LoRA: resumed at step %d of %d", self.stage, done, self.config.steps)
         return done
 
 
-def _batch(stage, latents, condition, config, generator) -> tuple[torch.Tensor, Condition, torch.Tensor | None]:
-    """One training sample: x0 (1, C, K, H, W), its Condition, and its temporal RoPE positions (K,) or None
-    (stock 0..K-1). With a given first frame, latent frame 0 leads every sparse sample."""
+def _batch(stage, latents, condition, config, frames: random.Random, index=None):
+    """One training sample: x0 (1, C, K, H, W), its Condition, and its temporal RoPE positions (K floats) or None
+    (stock 0..K-1). With a given first frame, latent frame 0 leads every sparse sample. `index` turns frame
+    numbers into a device index tensor (default: a new one)."""
+    index = index or (lambda chosen: torch.tensor(chosen, device=latents.device))
     if stage == SPATIAL:
-        index = int(torch.randint(0, latents.shape[0], (1,), generator=generator))
-        return latents[index : index + 1], condition.ungiven(), None
+        chosen = frames.randrange(latents.shape[0])
+        return latents[chosen : chosen + 1], condition.ungiven(), None
     if not config.sparse_sampling:
         return latents, condition, None
-    indices = sparse_frame_indices(latents.shape[2], config.frame_stride, config.frame_count, generator)
-    if condition.first_frame is not None and indices[0] != 0:
-        indices = torch.cat([torch.zeros(1, dtype=indices.dtype), indices])
-    positions = adaptive_rope_positions(indices).to(latents.device) if config.adaptive_rope else None
-    return latents[:, :, indices.to(latents.device)], condition.select(indices), positions
+    chosen = sparse_frame_indices(latents.shape[2], config.frame_stride, config.frame_count, frames)
+    if condition.first_frame is not None and chosen[0] != 0:
+        chosen = [0, *chosen]
+    positions = adaptive_rope_positions(chosen) if config.adaptive_rope else None
+    on_device = index(chosen)
+    return latents.index_select(2, on_device), condition.select(on_device), positions
 
 
 def _check_and_log(stage: str, recent: torch.Tensor, done: int) -> list[float]:

@@ -168,33 +168,42 @@ class ComfyWan(AdapterHooks):
         }
 
     @contextlib.contextmanager
-    def _rope_at(self, frame_positions: torch.Tensor | None, options: dict) -> Iterator[None]:
-        """Temporal RoPE positions of the latent frames (adaptive RoPE).
+    def _rope_at(self, frame_positions, options: dict) -> Iterator[None]:
+        """The RoPE tables of this call: stock, or with the latent frames at `frame_positions` (adaptive RoPE).
 
-        Evenly spaced positions (the sparse sampler's) go through the host's own rope_options where it has
-        them (shift_t = first position, scale_t = spacing); otherwise rope_encode is shadowed for this call by
-        one stock rope_encode per frame at its own position (float32 ids: fractional positions stay exact).
+        Evenly spaced positions (the sparse sampler's) go through the host's own rope_options where it has them
+        (shift_t = first position, scale_t = spacing); otherwise one stock rope_encode per frame at its own
+        position (float32 ids: fractional positions stay exact). A training host makes each table once and keeps
+        it (a stage uses a few), so a step builds none.
         """
-        if frame_positions is None:
-            yield
-            return
-        positions = frame_positions.tolist()
-        steps = {round(b - a, 6) for a, b in zip(positions[:-1], positions[1:], strict=True)}
-        if len(steps) == 1 and _host_takes_rope_options(self.diffusion_model):
-            options["rope_options"] = {"shift_t": positions[0], "scale_t": steps.pop()}
-            yield
-            return
+        positions = None if frame_positions is None else tuple(float(p) for p in frame_positions)  # host values
         dm = self.diffusion_model
         stock = type(dm).rope_encode.__get__(dm)
+        per_frame = positions is not None
+        if per_frame and _host_takes_rope_options(dm):
+            steps = {round(b - a, 6) for a, b in zip(positions[:-1], positions[1:], strict=True)}
+            if len(steps) == 1:
+                options["rope_options"] = {"shift_t": positions[0], "scale_t": steps.pop()}
+                per_frame = False
+        tables = self.__dict__.setdefault("_rope_tables", {}) if self.training else {}
 
         def rope_encode(t, h, w, t_start=0, steps_t=None, steps_h=None, steps_w=None, device=None, dtype=None, **kw):
-            if t != len(positions):
-                raise ValueError(f"{len(positions)} frame positions for {t} latent frames")
-            per_frame = [
-                stock(1, h, w, t_start=p, steps_h=steps_h, steps_w=steps_w, device=device, dtype=torch.float32, **kw)
-                for p in positions
-            ]
-            return torch.cat(per_frame, dim=1)
+            rope_options = (kw.get("transformer_options") or {}).get("rope_options") or {}
+            named = tuple(sorted((k, v) for k, v in kw.items() if k != "transformer_options"))
+            key = (positions, t, h, w, t_start, steps_t, steps_h, steps_w, device, dtype, named,
+                   tuple(sorted(rope_options.items())))  # fmt: skip
+            if key not in tables:
+                if not per_frame:
+                    tables[key] = stock(t, h, w, t_start, steps_t, steps_h, steps_w, device, dtype, **kw)
+                elif t != len(positions):
+                    raise ValueError(f"{len(positions)} frame positions for {t} latent frames")
+                else:
+                    tables[key] = torch.cat([
+                        stock(1, h, w, t_start=p, steps_h=steps_h, steps_w=steps_w, device=device, dtype=torch.float32,
+                              **kw)
+                        for p in positions
+                    ], dim=1)  # fmt: skip
+            return tables[key]
 
         dm.rope_encode = rope_encode  # instance attribute, shadows the method for this call only
         try:
