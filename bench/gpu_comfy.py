@@ -16,7 +16,10 @@ GPU (nvidia-h200 `run`, carry [".whl", ".comfy"]; prepare both here with `bash b
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl &&
     export PYTHONPATH=/tmp/site && mkdir -p /tmp/comfy && tar -xzf .comfy/comfyui.tar.gz -C /tmp/comfy &&
     PYTHONUNBUFFERED=1 FYM_COMMIT=<sha> python3 bench/gpu_comfy.py --comfyui /tmp/comfy --out $OUT/comfy_cuda.json
-(FYM_COMMIT: the device machine's copy of the repo may have no .git.) Not carried: PyAV (a stand-in takes its place,
+(FYM_COMMIT: the device machine's copy of the repo may have no .git.) Issue 12's run (the training step at the
+hardware's pace), the same way with: --cases 1.3B_bf16 --steps 10 --profile --compile-backend inductor
+--out $OUT/comfy_speed_cuda.json (kernels, syncs and GPU busy share per step; compiled step times; the paper's
+schedule estimated from the measured steps; checked on CPU with --tiny --compile-backend eager on 0.3.64 and 0.33.0). Not carried: PyAV (a stand-in takes its place,
 see stand_in_for_av) and comfy-kitchen's compiled CUDA backend (ComfyUI uses its eager backend; the JSON says which).
 The wheels carried (what an in-process run imports that the GPU image lacks; bench/gpu_comfy.sh fetches them):
 comfy-kitchen (slimmed), comfy-aimdo, torchsde, trampoline, blake3, alembic, mako, sqlalchemy, pydantic, pydantic-core,
@@ -353,10 +356,44 @@ class Bench:
                 if self.args.profile:
                     entry["profile"] = self.profile_steps(host, "temporal", latents, head_map, cfg)
 
+        def compiled(stage: str):
+            """Issue 12's lever 2, measured only: each Wan block under torch.compile, adapters attached as hooks.
+            Records the step time, the first (compiling) step, unique graphs and graph breaks."""
+
+            def run(entry):
+                import torch._dynamo
+
+                torch._dynamo.reset()
+                torch._dynamo.utils.counters.clear()
+                frames = 1 if stage == "spatial" else config.TEMPORAL.frame_count
+                cfg = config.SPATIAL if stage == "spatial" else config.TEMPORAL
+                video = self.video[0].transpose(0, 1).unsqueeze(2) if stage == "spatial" else self.video
+                with wan_host.training_host(model, (1, 16, frames, self.size, self.size), False) as host:
+                    blocks = host.diffusion_model.blocks
+                    # each block's adapter hooks are other objects, so dynamo compiles about one graph per block
+                    # (measured on CPU: 2 layers 2 graphs, 4 layers 3-4); let it, rather than fall back to eager
+                    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 2 * len(blocks))
+                    for block in blocks:
+                        block.compile(backend=self.args.compile_backend)
+                    try:
+                        latents = process_in(video.clone()).to(host.device)
+                        self.train_timed(host, stage, latents, head_map, cfg, entry)
+                    finally:
+                        for block in blocks:  # nn.Module.compile wraps the call; undo it on the shared model
+                            block._compiled_call_impl = None
+                stats = torch._dynamo.utils.counters
+                entry.update(backend=self.args.compile_backend, unique_graphs=stats["stats"]["unique_graphs"],
+                             graph_breaks=sum(stats["graph_break"].values()))  # fmt: skip
+
+            return run
+
         if not temporal_only:
             self.phase(record, "classify_heads", classify)
             self.phase(record, "spatial", spatial)
         self.phase(record, "temporal", temporal)
+        if self.args.compile_backend and not temporal_only:
+            self.phase(record, "spatial_compiled", compiled("spatial"))
+            self.phase(record, "temporal_compiled", compiled("temporal"))
         if not temporal_only:
             self.phase(record, "export_check", lambda entry: entry.update(self.export_check(model, head_map)))
             self.phase(record, "sample", lambda entry: entry.update(self.sample(model, loras)))
@@ -486,6 +523,12 @@ def main() -> None:
     parser.add_argument("--comfy-args", default="", help="extra ComfyUI flags, e.g. '--reserve-vram 1'")
     parser.add_argument("--dynamic-vram", action="store_true", help="ComfyUI 0.33+: DynamicVRAM as main.py enables it")
     parser.add_argument("--profile", action="store_true", help="also profile 4 steps per stage (issue 12's counts)")
+    parser.add_argument(
+        "--compile-backend",
+        default="",
+        help="also time both stages with every Wan block under torch.compile with "
+        "this backend (inductor on a GPU; eager checks the plumbing on a CPU)",
+    )
     args = parser.parse_args()
     began = time.perf_counter()
     av_stand_in = stand_in_for_av()
