@@ -178,14 +178,15 @@ class ComfyWan(AdapterHooks):
         """
         positions = None if frame_positions is None else tuple(float(p) for p in frame_positions)  # host values
         dm = self.diffusion_model
-        stock = type(dm).rope_encode.__get__(dm)
+        outer = dm.__dict__.get("rope_encode")  # a caller's own override, if any: used, kept, not cached
+        stock = dm.rope_encode
         per_frame = positions is not None
         if per_frame and _host_takes_rope_options(dm):
             steps = {round(b - a, 6) for a, b in zip(positions[:-1], positions[1:], strict=True)}
             if len(steps) == 1:
                 options["rope_options"] = {"shift_t": positions[0], "scale_t": steps.pop()}
                 per_frame = False
-        tables = self.__dict__.setdefault("_rope_tables", {}) if self.training else {}
+        tables = self.__dict__.setdefault("_rope_tables", {}) if self.training and outer is None else {}
 
         def rope_encode(t, h, w, t_start=0, steps_t=None, steps_h=None, steps_w=None, device=None, dtype=None, **kw):
             rope_options = (kw.get("transformer_options") or {}).get("rope_options") or {}
@@ -209,7 +210,10 @@ class ComfyWan(AdapterHooks):
         try:
             yield
         finally:
-            del dm.rope_encode
+            if outer is None:
+                del dm.rope_encode
+            else:
+                dm.rope_encode = outer
 
     def capture_qk(self, x_t, sigma, condition, on_qk: QKCallback) -> None:
         heads = self.shape.num_heads
