@@ -32,7 +32,7 @@ def test_sparse_frame_indices_stay_in_the_clip_and_draw_every_start(num_frames, 
     for _ in range(200):
         indices = sparse_frame_indices(num_frames, stride, count, rng)
         assert len(indices) == count and all(isinstance(i, int) for i in indices)
-        assert all(b - a == stride for a, b in zip(indices, indices[1:]))
+        assert all(b - a == stride for a, b in zip(indices[:-1], indices[1:], strict=True))
         assert 0 <= min(indices) and max(indices) <= num_frames - 1
         starts.add(indices[0])
     assert starts == set(range(num_frames - span + 1))  # the window moves over the whole clip, never past it
