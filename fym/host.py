@@ -45,6 +45,11 @@ GIVEN_BY_CONCAT = "concat"  # Wan I2V (2.1 I2V, 2.2 A14B I2V): first frame in ex
 GIVEN_CLEAN = "clean"  # Wan 2.2 TI2V 5B: latent frame 0 enters clean at timestep 0 and is not generated
 
 
+def shifted_noise_level(u: torch.Tensor, shift: float) -> torch.Tensor:
+    """Wan's flow-matching shift of noise levels u in [0, 1]: shift * u / (1 + (shift - 1) * u)."""
+    return shift * u / (1 + (shift - 1) * u)
+
+
 @dataclass(frozen=True)
 class Condition:
     """What a clip is conditioned on besides its noisy latent.

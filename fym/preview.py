@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import PREVIEW_STEPS
-from .host import Condition, WanHost
+from .host import Condition, WanHost, shifted_noise_level
 
 
 @dataclass
@@ -39,8 +39,7 @@ def sample(host: WanHost, reference: torch.Tensor, condition: Condition, steps: 
     """Sample a clip shaped like `reference` (1, C, K, H, W) from a seeded noise in `steps` Euler steps on Wan's
     shifted schedule; returns the latent (1, C, K, H, W). A GIVEN_CLEAN first frame is kept as the reference's."""
     noise = torch.randn(reference.shape, generator=torch.Generator().manual_seed(seed)).to(reference)
-    levels = torch.linspace(1.0, 0.0, steps + 1)
-    sigmas = (shift * levels / (1 + (shift - 1) * levels)).tolist()
+    sigmas = shifted_noise_level(torch.linspace(1.0, 0.0, steps + 1), shift).tolist()
     x = condition.noised(reference, noise, 1.0)
     with torch.no_grad():
         for sigma, following in zip(sigmas[:-1], sigmas[1:], strict=True):

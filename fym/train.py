@@ -24,7 +24,7 @@ from .checkpoint import FORMAT as CHECKPOINT_FORMAT
 from .checkpoint import Checkpoints, check_resumable, identity
 from .config import TrainConfig
 from .heads import SPATIAL, TEMPORAL, HeadMap
-from .host import GIVEN_CLEAN, Condition, WanHost, WanShape
+from .host import GIVEN_CLEAN, Condition, WanHost, WanShape, shifted_noise_level
 from .lora import MotionLoRA, export, make_adapters
 from .preview import Preview, preview_latent
 
@@ -63,7 +63,7 @@ def shifted_sigmas(
     shift * u / (1 + (shift - 1) u), with u drawn only where the result falls in noise_range (an A14B expert's)."""
     low, high = (sigma / (shift - (shift - 1) * sigma) for sigma in noise_range)  # the shift's inverse
     u = low + (high - low) * torch.rand(count, generator=generator, device=generator.device)
-    return shift * u / (1 + (shift - 1) * u)
+    return shifted_noise_level(u, shift)
 
 
 def motion_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -107,6 +107,17 @@ def check_stage_inputs(
     return heads
 
 
+def check_resume(
+    stage: str, latents: torch.Tensor, condition: Condition, head_map: HeadMap, config: TrainConfig, checkpoints
+) -> dict:
+    """This run's identity (fym.checkpoint.identity); a ValueError saying what differs if checkpoints.resume is
+    another run's. Cheap: callers may check before loading the model."""
+    run_identity = identity(stage, config, head_map.to_json(), latents, condition.text, checkpoints.model)
+    if checkpoints.resume is not None:
+        check_resumable(checkpoints.resume, run_identity)
+    return run_identity
+
+
 def train_stage(
     host: WanHost,
     stage: str,
@@ -146,9 +157,7 @@ def train_stage(
     for adapter in adapters.values():
         adapter.to(device)
     checkpoints = checkpoints or Checkpoints()
-    run_identity = identity(stage, config, head_map.to_json(), latents, condition.text, checkpoints.model)
-    if checkpoints.resume is not None:
-        check_resumable(checkpoints.resume, run_identity)
+    run_identity = check_resume(stage, latents, condition, head_map, config, checkpoints)
     run = Run(host, stage, latents, condition, adapters, config, on_step, on_log, preview, checkpoints, run_identity)
     key = f"fym_{stage}"
     host.attach(key, adapters)
@@ -225,7 +234,7 @@ class Run:
                     loss.backward()
                     optimizer.step()
                     step_losses[step] = loss.detach()
-                    self._after_step(step + 1, step_losses, optimizer, (generator, frames))
+                    self._after_step(step + 1, step_losses, optimizer, generator, frames)
         finally:
             for p in params:
                 p.requires_grad_(False)
@@ -253,7 +262,7 @@ class Run:
             self.indices[key] = torch.tensor(key, device=self.latents.device)
         return self.indices[key]
 
-    def _after_step(self, done: int, step_losses, optimizer, randomness) -> None:
+    def _after_step(self, done: int, step_losses, optimizer, generator, frames) -> None:
         """Log, preview and checkpoint after step `done` (1-based) as due; then the progress callback."""
         config = self.config
         last = done == config.steps
@@ -267,7 +276,7 @@ class Run:
             self.preview.show(done, latent)
         every = self.checkpoints.every
         if every and self.checkpoints.write is not None and (done % every == 0 or last):
-            self.checkpoints.write(self._state(done, step_losses, optimizer, *randomness))
+            self.checkpoints.write(self._state(done, step_losses, optimizer, generator, frames))
         if self.on_step is not None:
             self.on_step(done)
 

@@ -9,12 +9,12 @@ import comfy.utils
 import torch
 from comfy_api.latest import io
 
-from ..fym.checkpoint import Checkpoints, check_resumable, identity
+from ..fym.checkpoint import Checkpoints
 from ..fym.config import CHECKPOINT_EVERY, EXPERTS, PREVIEW_EVERY, PREVIEW_STEPS, SPATIAL, TEMPORAL, TrainConfig
 from ..fym.heads import SPATIAL as SPATIAL_STAGE
 from ..fym.heads import TEMPORAL as TEMPORAL_STAGE
 from ..fym.preview import Preview
-from ..fym.train import NonFiniteLoss, check_stage_inputs, train_stage
+from ..fym.train import NonFiniteLoss, check_resume, check_stage_inputs, train_stage
 from .feedback import (
     NO_CHECKPOINT,
     CheckpointWriter,
@@ -221,9 +221,7 @@ def run_training(node: str, stage: str, model, latent, positive, head_map, confi
             every=feedback.get("checkpoint_every", CHECKPOINT_EVERY), write=CheckpointWriter(stage),
             resume=read_checkpoint(feedback.get("resume_from")), model=model_summary(model),
         )  # fmt: skip
-        if checkpoints.resume is not None:  # before loading the model: a wrong checkpoint costs nothing
-            check_resumable(checkpoints.resume, identity(stage, config, head_map.to_json(), latents, condition.text,
-                                                         checkpoints.model))  # fmt: skip
+        check_resume(stage, latents, condition, head_map, config, checkpoints)  # before the model is loaded
     except ValueError as error:
         raise node_error(node, error) from None
     progress = comfy.utils.ProgressBar(config.steps)  # its hook raises when the user presses Cancel

@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import torch
 
-from fym.host import PROJECTIONS, Condition, WanHost
+from fym.host import PROJECTIONS, Condition, WanHost, shifted_noise_level
 from fym.lora import MotionLoRA, merged_delta
 
 from . import SHIFT, world
@@ -27,8 +27,7 @@ from . import SHIFT, world
 
 def sigma_grid(steps: int, shift: float = SHIFT) -> torch.Tensor:
     """(steps + 1,) noise levels from 1 down to 0."""
-    s = torch.linspace(1, 0, steps + 1)
-    return shift * s / (1 + (shift - 1) * s)
+    return shifted_noise_level(torch.linspace(1, 0, steps + 1), shift)
 
 
 @torch.no_grad()
