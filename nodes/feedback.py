@@ -4,6 +4,7 @@ resumable checkpoints under output/fym_checkpoints. The chart is drawn by web/js
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import folder_paths
@@ -54,9 +55,10 @@ class CheckpointWriter:
 
     def __call__(self, state: dict) -> None:
         folder = checkpoint_folder()
-        if self.run is None:
-            taken = os.listdir(folder) if os.path.isdir(folder) else []
-            self.run = 1 + max((int(n.split("_")[1]) for n in taken if n.startswith(f"{self.stage}_")), default=0)
+        if self.run is None:  # other files there (a user's own) are ignored, whatever their names
+            ours = re.compile(rf"{self.stage}_(\d+)_step\d+\.pt")
+            taken = [ours.fullmatch(name) for name in (os.listdir(folder) if os.path.isdir(folder) else [])]
+            self.run = 1 + max((int(match[1]) for match in taken if match), default=0)
         path = os.path.join(folder, f"{self.stage}_{self.run:05}_step{state['step']:06}.pt")
         save_state(state, path)
         self.written.append(path)

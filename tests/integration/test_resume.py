@@ -27,6 +27,9 @@ def checkpoints(comfy) -> set[str]:
 
 def test_a_cancelled_run_resumed_from_its_checkpoint_gives_the_lora_of_a_run_that_never_stopped(comfy):
     prefix = unique("fym_resume")
+    folder = comfy.output_dir / "fym_checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "temporal_my_notes.pt").write_bytes(b"a user's own file")  # not ours: runs number around it
     before = checkpoints(comfy)
     # A long run, cancelled once it has written a few checkpoints (every 2 steps; it keeps its newest two).
     prompt_id = comfy.queue(temporal_run(prefix, steps=100000))
