@@ -54,10 +54,11 @@ def summary(tensor: torch.Tensor, dims: tuple[int, ...]) -> list[float]:
     return tensor.detach().float().mean(dim=dims).flatten().cpu().tolist()
 
 
-def identity(stage: str, config, head_map_json: str, latents: torch.Tensor, text: torch.Tensor, model: list):
+def identity(stage: str, config, head_map_json: str, clips: list, model: list):
     """What must be the same for a run to continue from a checkpoint (a JSON-able dict).
 
-    latents: (F, C, 1, H, W) or (1, C, T, H, W) training latents; text: (1, L, D) caption embedding.
+    clips: [(latents, Condition)] of the training clips, latents (F, C, 1, H, W) or (1, C, T, H, W), each
+    Condition's text (1, L, D) its caption embedding.
     """
     settings = {name: value for name, value in asdict(config).items() if name not in FREE_SETTINGS}
     settings["noise_range"] = list(settings["noise_range"])
@@ -66,8 +67,8 @@ def identity(stage: str, config, head_map_json: str, latents: torch.Tensor, text
         "model": list(model),  # before the head map: another model's head map differs too
         "head_map": head_map_json,
         "settings": settings,
-        "reference": [*latents.shape, *summary(latents, (3, 4))],
-        "caption": summary(text, (0, 1))[:64],
+        "reference": [value for latents, _ in clips for value in (*latents.shape, *summary(latents, (3, 4)))],
+        "caption": [value for _, condition in clips for value in summary(condition.text, (0, 1))[:64]],
     }
 
 
@@ -75,8 +76,8 @@ _WHAT_DIFFERS = {
     "stage": "it is a {theirs} checkpoint and this node trains the {ours} LoRA",
     "head_map": "it was trained with another head map; connect the Classify Heads (or Load Head Map) output it used",
     "settings": "it was trained with other settings ({detail}); set them back to continue it",
-    "reference": "it was trained on another reference clip (frames, size or content differ)",
-    "caption": "it was trained with another caption",
+    "reference": "it was trained on other reference clips (their number, frames, size or content differ)",
+    "caption": "it was trained with other captions",
     "model": "it was trained on another model (its weights differ); load the model it was trained on",
 }
 

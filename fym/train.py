@@ -36,22 +36,34 @@ class NonFiniteLoss(RuntimeError):
 
 
 def sparse_frame_indices(num_frames: int, stride: int, count: int, rng: random.Random) -> list[int]:
-    """`count` latent-frame indices `stride` apart, at a random start that keeps them inside the clip."""
-    span = (count - 1) * stride + 1
-    if span > num_frames:
+    """`count` latent-frame indices of a `num_frames` clip for one training step, increasing, drawn so that every
+    frame is drawn over the steps.
+
+    - Window: `count` frames `stride` apart at a random start, when the clip is long enough for the starts to
+      reach every frame ((count - 1) * stride + stride <= num_frames).
+    - Segments: otherwise (a window that could not move, e.g. 5 frames at stride 5 in Wan's 21), one random
+      frame from each of `count` equal parts of the clip (segment sampling, as Temporal Segment Networks, Wang et
+      al. 2016): spread over the whole clip, on average num_frames / count apart.
+    """
+    if count > num_frames:
         raise ValueError(
-            f"{count} frames with stride {stride} span {span} latent frames but the clip has {num_frames}; "
-            f"lower frame_count or frame_stride, or use a longer clip ({4 * (span - 1) + 1} video frames)"
+            f"frame_count {count} is more than the clip's {num_frames} latent frames; lower frame_count to "
+            f"{num_frames} or use a longer clip ({4 * (count - 1) + 1} video frames)"
         )
-    start = rng.randrange(num_frames - span + 1)
-    return [start + stride * i for i in range(count)]
+    span = (count - 1) * stride + 1
+    if num_frames - span + 1 >= stride:
+        start = rng.randrange(num_frames - span + 1)
+        return [start + stride * i for i in range(count)]
+    bounds = [num_frames * i // count for i in range(count + 1)]
+    return [rng.randrange(low, high) for low, high in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def adaptive_rope_positions(indices: list[int]) -> tuple[float, ...]:
-    """Temporal RoPE positions of sampled frames: their indices in the full clip (eq. 2).
+    """Temporal RoPE positions of sampled frames: their indices in the full clip (adaptive RoPE, paper eq. 2).
 
-    With indices i * F / F_samp this is the paper's F/2 + F/F_samp (i - F_samp/2); the positions stay on the
-    full clip's frame grid, so the LoRA sees full-rate frame spacing and full-length inference needs no change.
+    Eq. 2 spreads the F_samp sampled video frames evenly over the clip's F positions (i * F / F_samp). The pack
+    samples latent frames (see README, "Sparse frames"), whose exact positions are their indices: the positions
+    the full clip has at inference, so the LoRA learns the full frame rate and inference needs no change.
     """
     return tuple(float(index) for index in indices)
 
@@ -107,12 +119,23 @@ def check_stage_inputs(
     return heads
 
 
-def check_resume(
-    stage: str, latents: torch.Tensor, condition: Condition, head_map: HeadMap, config: TrainConfig, checkpoints
-) -> dict:
+Clip = tuple[torch.Tensor, Condition]  # a reference clip's latents and its Condition
+
+
+def as_clips(latents, condition) -> list[Clip]:
+    """[(latents, Condition)] from one clip's latents and condition (a Condition or a caption embedding), or
+    from lists of several clips' (the same motion in several clips)."""
+    if isinstance(latents, torch.Tensor):
+        latents, condition = [latents], [condition]
+    if len(latents) != len(condition) or not latents:
+        raise ValueError(f"{len(latents)} clips' latents but {len(condition)} conditions")
+    return [(clip, Condition.of(clip_condition)) for clip, clip_condition in zip(latents, condition, strict=True)]
+
+
+def check_resume(stage: str, clips: list[Clip], head_map: HeadMap, config: TrainConfig, checkpoints) -> dict:
     """This run's identity (fym.checkpoint.identity); a ValueError saying what differs if checkpoints.resume is
     another run's. Cheap: callers may check before loading the model."""
-    run_identity = identity(stage, config, head_map.to_json(), latents, condition.text, checkpoints.model)
+    run_identity = identity(stage, config, head_map.to_json(), clips, checkpoints.model)
     if checkpoints.resume is not None:
         check_resumable(checkpoints.resume, run_identity)
     return run_identity
@@ -121,8 +144,8 @@ def check_resume(
 def train_stage(
     host: WanHost,
     stage: str,
-    latents: torch.Tensor,
-    condition: Condition | torch.Tensor,
+    latents: torch.Tensor | list[torch.Tensor],
+    condition: Condition | torch.Tensor | list,
     head_map: HeadMap,
     config: TrainConfig,
     on_step: Callable[[int], None] | None = None,
@@ -136,8 +159,10 @@ def train_stage(
     Args:
         stage: "spatial" (latents: (F, 16, 1, H, W), single-frame latents, one drawn per step) or
             "temporal" (latents: (1, C, T, H, W), the video latent).
+        latents: one reference clip's latents, or a list of several clips' of the same motion (e.g. with other
+            looks): each step draws a clip at random, so the LoRA learns what they share.
         condition: the reference clip's Condition (its caption, and its first frame for image-to-video), or
-            its caption embedding (1, L, text_dim).
+            its caption embedding (1, L, text_dim); a list of them for a list of clips.
         head_map: decides which heads get the LoRA.
         on_step: called after every optimizer step with the step number (progress bar; may raise to cancel).
         keep_attached: leave the trained adapters on the host (frozen, under key "fym_<stage>"), e.g. for the
@@ -147,18 +172,19 @@ def train_stage(
         preview: previews of the LoRA while it trains (fym.preview).
         checkpoints: write resumable states every N steps, and/or resume from one (fym.checkpoint).
     """
-    heads = check_stage_inputs(stage, tuple(latents.shape), head_map, host.shape, config)
-    condition = Condition.of(condition)
-    for name, value in condition.per_frame.items() if stage == TEMPORAL else ():
-        if value.shape[2] != latents.shape[2]:
-            raise ValueError(f"the condition's {name} has {value.shape[2]} latent frames, the clip {latents.shape[2]}")
-    device = latents.device
+    clips = as_clips(latents, condition)
+    for clip, clip_condition in clips:
+        heads = check_stage_inputs(stage, tuple(clip.shape), head_map, host.shape, config)
+        for name, value in clip_condition.per_frame.items() if stage == TEMPORAL else ():
+            if value.shape[2] != clip.shape[2]:
+                raise ValueError(f"the condition's {name} has {value.shape[2]} latent frames, the clip {clip.shape[2]}")
+    device = clips[0][0].device
     adapters = make_adapters(host.shape, heads, config.rank, config.alpha, seed=config.seed)
     for adapter in adapters.values():
         adapter.to(device)
     checkpoints = checkpoints or Checkpoints()
-    run_identity = check_resume(stage, latents, condition, head_map, config, checkpoints)
-    run = Run(host, stage, latents, condition, adapters, config, on_step, on_log, preview, checkpoints, run_identity)
+    run_identity = check_resume(stage, clips, head_map, config, checkpoints)
+    run = Run(host, stage, clips, adapters, config, on_step, on_log, preview, checkpoints, run_identity)
     key = f"fym_{stage}"
     host.attach(key, adapters)
     try:
@@ -172,7 +198,7 @@ def train_stage(
         adapters, host.shape, stage=stage, steps=config.steps, alpha=config.alpha,
         heads={str(layer): h for layer, h in heads.items()}, head_map=head_map.to_json(),
         learning_rate=config.learning_rate, weight_decay=config.weight_decay, noise_range=list(config.noise_range),
-        frame_sampling=_frame_sampling(stage, config, condition), final_loss=losses[-1],
+        frame_sampling=_frame_sampling(stage, config, clips[0][1]), clips=len(clips), final_loss=losses[-1],
     )  # fmt: skip
     return StageResult(lora, losses, adapters)
 
@@ -196,8 +222,7 @@ class Run:
 
     host: WanHost
     stage: str
-    latents: torch.Tensor
-    condition: Condition
+    clips: list[Clip]
     adapters: dict
     config: TrainConfig
     on_step: Callable[[int], None] | None
@@ -206,10 +231,10 @@ class Run:
     checkpoints: Checkpoints
     identity: dict
     logged: int = 0  # steps whose losses were read back
-    indices: dict = field(default_factory=dict)  # frame-index tuples -> device tensors (Run.index)
+    indices: dict = field(default_factory=dict)  # (clip, frame-index tuple) -> device tensor (Run.index)
 
     def optimize(self) -> list[float]:
-        config, device = self.config, self.latents.device
+        config, device = self.config, self.clips[0][0].device
         params = [p for adapter in self.adapters.values() for p in adapter.parameters()]
         for p in params:
             p.requires_grad_(True)
@@ -242,7 +267,11 @@ class Run:
 
     def _loss(self, frames: random.Random, generator: torch.Generator) -> torch.Tensor:
         config = self.config
-        x0, sample_condition, positions = _batch(self.stage, self.latents, self.condition, config, frames, self.index)
+        clip = frames.randrange(len(self.clips)) if len(self.clips) > 1 else 0  # one clip: the same draws as before
+        latents, condition = self.clips[clip]
+        x0, sample_condition, positions = _batch(
+            self.stage, latents, condition, config, frames, lambda chosen: self.index(clip, chosen)
+        )
         sigma = shifted_sigmas(1, config.timestep_shift, generator, config.noise_range)
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x_t = sample_condition.noised(x0, noise, sigma)
@@ -255,11 +284,12 @@ class Run:
             loss = loss + config.motion_loss_weight * motion_loss(predicted, target)
         return loss
 
-    def index(self, frames: list[int]) -> torch.Tensor:
-        """The latent-frame indices as a tensor on the device, made once per distinct set (no copy per step)."""
-        key = tuple(frames)
+    def index(self, clip: int, frames: list[int]) -> torch.Tensor:
+        """Clip `clip`'s latent-frame indices as a tensor on its device, made once per distinct set (no copy
+        per step)."""
+        key = (clip, tuple(frames))
         if key not in self.indices:
-            self.indices[key] = torch.tensor(key, device=self.latents.device)
+            self.indices[key] = torch.tensor(key[1], device=self.clips[clip][0].device)
         return self.indices[key]
 
     def _after_step(self, done: int, step_losses, optimizer, generator, frames) -> None:
@@ -272,7 +302,8 @@ class Run:
             if self.on_log is not None:
                 self.on_log(done, recent)
         if self.preview is not None and self.preview.every and (done % self.preview.every == 0 or last):
-            latent = preview_latent(self.host, self.latents, self.condition, self.preview, config.timestep_shift)
+            latents, condition = self.clips[0]
+            latent = preview_latent(self.host, latents, condition, self.preview, config.timestep_shift)
             self.preview.show(done, latent)
         every = self.checkpoints.every
         if every and self.checkpoints.write is not None and (done % every == 0 or last):

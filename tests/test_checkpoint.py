@@ -79,9 +79,9 @@ def test_resuming_refuses_another_stage_head_map_model_clip_or_setting(host, cli
          lambda: train_stage(host, "temporal", clip, context, head_map.with_changes(overrides="0.1=s"),
                              TEMPORAL_TINY, checkpoints=Checkpoints(resume=state, model=[1.0]))),
         ("another model", lambda: checkpointed_run(host, clip, context, tmp_path, TEMPORAL_TINY, state, model=(1.5,))),
-        ("another reference clip",
+        ("other reference clips",
          lambda: checkpointed_run(host, clip.flip(2), context, tmp_path, TEMPORAL_TINY, state)),
-        ("another caption", lambda: checkpointed_run(host, clip, -context, tmp_path, TEMPORAL_TINY, state)),
+        ("other captions", lambda: checkpointed_run(host, clip, -context, tmp_path, TEMPORAL_TINY, state)),
         ("learning_rate 0.01 here 0.02",
          lambda: checkpointed_run(host, clip, context, tmp_path, replace(TEMPORAL_TINY, learning_rate=2e-2), state)),
     ]  # fmt: skip

@@ -24,12 +24,12 @@ def split_map(shape):
     return HeadMap(shape, s, [[0.5] * shape.num_heads] * shape.num_layers, 1.3, [0.5], 1, 64)
 
 
-@pytest.mark.parametrize("num_frames,stride,count", [(21, 5, 5), (9, 2, 3), (9, 2, 5), (13, 3, 4), (6, 1, 2)])
-def test_sparse_frame_indices_stay_in_the_clip_and_draw_every_start(num_frames, stride, count):
+@pytest.mark.parametrize("num_frames,stride,count", [(9, 2, 3), (13, 3, 3), (6, 1, 2), (30, 5, 5)])
+def test_a_long_enough_clip_gets_a_strided_window_at_every_start(num_frames, stride, count):
     rng = random.Random(0)
     span = (count - 1) * stride + 1
     starts = set()
-    for _ in range(200):
+    for _ in range(300):
         indices = sparse_frame_indices(num_frames, stride, count, rng)
         assert len(indices) == count and all(isinstance(i, int) for i in indices)
         assert all(b - a == stride for a, b in zip(indices[:-1], indices[1:], strict=True))
@@ -38,13 +38,27 @@ def test_sparse_frame_indices_stay_in_the_clip_and_draw_every_start(num_frames, 
     assert starts == set(range(num_frames - span + 1))  # the window moves over the whole clip, never past it
 
 
-def test_sparse_frame_indices_reject_a_span_longer_than_the_clip():
+@pytest.mark.parametrize("num_frames,stride,count", [(21, 5, 5), (9, 2, 5), (9, 3, 4), (22, 5, 5), (5, 1, 5)])
+def test_a_window_that_could_not_move_becomes_one_frame_per_segment_and_every_frame_is_drawn(num_frames, stride, count):
+    """F2 of the code review: 5 frames at stride 5 fill Wan's 21 latent frames, so a window always drew the same
+    5. Segments draw one frame from each of `count` equal parts instead: increasing, inside the clip, every frame
+    drawn over the steps, and no error for a span longer than the clip."""
     rng = random.Random(0)
-    assert sparse_frame_indices(9, 2, 5, rng) == [0, 2, 4, 6, 8]  # span 9 fits a 9-frame clip
-    with pytest.raises(ValueError, match=r"span 10 latent frames but the clip has 9") as error:
-        sparse_frame_indices(9, 3, 4, rng)
-    message = str(error.value)
-    assert "lower frame_count or frame_stride" in message and "(37 video frames)" in message  # 4 * (10 - 1) + 1
+    seen, draws = set(), set()
+    for _ in range(400):
+        indices = sparse_frame_indices(num_frames, stride, count, rng)
+        assert len(indices) == count and indices == sorted(set(indices))
+        assert 0 <= indices[0] and indices[-1] < num_frames
+        seen.update(indices)
+        draws.add(tuple(indices))
+    assert seen == set(range(num_frames))
+    assert len(draws) > 1 or num_frames == count
+
+
+def test_more_frames_than_the_clip_has_is_refused_with_what_to_change():
+    with pytest.raises(ValueError, match=r"frame_count 6 is more than the clip's 5 latent frames") as error:
+        sparse_frame_indices(5, 1, 6, random.Random(0))
+    assert "(21 video frames)" in str(error.value)  # 4 * (6 - 1) + 1
 
 
 @pytest.mark.parametrize("indices", [[0, 5, 10, 15], [2, 4, 6], [3, 6, 9, 12, 15], [7]])
@@ -176,8 +190,8 @@ def test_bad_inputs_fail_before_training(host, clip, context):
     calls = []
     with pytest.raises(ValueError, match="single-frame latents"):
         train_stage(host, "spatial", clip, context, head_map, SPATIAL, on_step=calls.append)
-    with pytest.raises(ValueError, match="span 21 latent frames but the clip has 7"):
-        train_stage(host, "temporal", clip, context, head_map, TEMPORAL, on_step=calls.append)
+    with pytest.raises(ValueError, match="frame_count 8 is more than the clip's 7 latent frames"):
+        train_stage(host, "temporal", clip, context, head_map, replace(TEMPORAL, frame_count=8), on_step=calls.append)
     with pytest.raises(ValueError, match="no temporal heads"):
         all_spatial = head_map.with_changes(overrides="0.1=s, 0.3=s, 1.1=s, 1.3=s")
         train_stage(host, "temporal", clip, context, all_spatial, TEMPORAL, on_step=calls.append)
@@ -234,3 +248,32 @@ def test_a_clean_first_frame_enters_clean_and_stays_out_of_the_loss(host, clip, 
         torch.testing.assert_close(x_t[:, :, 0], clip[:, :, 0])
         assert (x_t[:, :, 1:] - clip[:, :, [int(p) for p in positions[1:]]]).abs().max() > 0.01  # the others are noised
     assert len({tuple(p) for _, _, p in seen}) > 1
+
+
+def test_several_clips_are_drawn_evenly_each_with_its_own_caption(host, context):
+    """Several clips of one motion (other looks, lengths and sizes): each step trains on one clip drawn at random,
+    its frames with its own caption; one clip in a list trains exactly as the clip alone."""
+    from conftest import synthetic_clip
+
+    clips = [synthetic_clip(frames=7, size=8, seed=0), synthetic_clip(frames=9, size=12, seed=1)]
+    captions = [context, -context]
+    seen = []
+    velocity = host.velocity
+
+    def recording(x_t, sigma, condition, positions=None):
+        seen.append((x_t.shape[-1], float(condition.text.flatten()[0].sign()), max(positions)))
+        return velocity(x_t, sigma, condition, positions)
+
+    host.velocity = recording
+    config = replace(TEMPORAL, steps=60, rank=4, alpha=4.0, frame_stride=2, frame_count=3)
+    result = train_stage(host, "temporal", clips, captions, split_map(host.shape), config)
+    assert result.lora.metadata["clips"] == 2
+    sign = float(context.flatten()[0].sign())
+    assert {(8, sign), (12, -sign)} == {(size, text) for size, text, _ in seen}  # each clip with its caption
+    assert 20 <= sum(size == 12 for size, _, _ in seen) <= 40
+    assert max(position for size, _, position in seen if size == 12) > 6  # the 9-frame clip's own positions
+    host.velocity = velocity
+    alone = train_stage(host, "temporal", clips[0], context, split_map(host.shape), replace(config, steps=4))
+    listed = train_stage(host, "temporal", clips[:1], [context], split_map(host.shape), replace(config, steps=4))
+    for key, value in alone.lora.state_dict.items():
+        assert torch.equal(value, listed.lora.state_dict[key]), key
