@@ -18,7 +18,8 @@ Metrics of one generated video against its reference clip:
   matching; unlike MF it also sees where things are and how far they go.
 - appearance (up, -1..1): cosine between each tracked object's mean latent colour (projected on the colour
   subspace) and the prompt's colour signature, best assignment of objects to prompt colours; 0 if not found.
-- leakage (down): the same cosine with the reference's colours that the prompt does not use (max per object).
+- leakage (down): the same cosine with the reference's colours that the prompt does not use, named or unnamed
+  patterns (max per object; a half-patterned object scores about 0.7 with its pattern's colour).
 - temporal_consistency (up): cosine between object-centred 16 x 7 x 7 crops in consecutive frames.
 - found (up): fraction of (object, frame) pairs in which an object was detected.
 """
@@ -203,7 +204,7 @@ def evaluate(generated: torch.Tensor, reference: world.Clip, target: tuple[tuple
     count = len(reference.appearances)
     ref = track(world.render(reference), count, worm)
     gen = track(generated, count, worm)
-    adherence, leakage = appearance_scores(gen, [c for c, _ in target], [c for c, _ in reference.appearances])
+    adherence, leakage = appearance_scores(gen, [c for c, _ in target], reference.colors)
     return {
         "motion_fidelity": motion_fidelity(ref["tracks"], gen["tracks"]),
         "track_error": track_error(ref["tracks"], gen["tracks"]),

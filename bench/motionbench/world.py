@@ -13,6 +13,10 @@ The 16 channels are split by an orthonormal basis E (16 x 16, fixed seed):
 So "is there an object here" (the colour-subspace energy) and "which colour" (the projection on E[c]) are
 exact, appearance-agnostic and appearance-specific read-outs of a latent (see metrics.py).
 
+Appearance the caption does not name (the leak world, `reference_clips(patterns=True)`): an object may carry a
+pattern, its front half (along x; a worm's front end) painted in a second colour that no caption names. A LoRA that
+takes the reference's look along shows that colour on the new object (metrics.py: leakage).
+
 Four categories, as in the paper's MotionBench:
 - single:   one object moving;
 - multi:    two objects moving as a group at a fixed distance, the pair turning (up to half a turn);
@@ -78,6 +82,7 @@ class Clip:
     positions: (N, T, 2) world (x, y) of each object's centre (for the worm: the middle of its body).
     camera: (T, 3) camera centre x, y in world coordinates and zoom; (8, 8, 1) is the still camera.
     worm: (T, 2, 2) world positions of the worm's back and front ends (nonrigid only), else None.
+    patterns: per object, the unnamed colour of its front half, or None (plain); () = every object plain.
     """
 
     category: str
@@ -86,16 +91,22 @@ class Clip:
     positions: torch.Tensor
     camera: torch.Tensor
     worm: torch.Tensor | None = None
+    patterns: tuple[str | None, ...] = ()
 
     @property
     def frames(self) -> int:
         return self.camera.shape[0]
 
-    def with_appearances(self, appearances: tuple[tuple[str, str], ...]) -> Clip:
-        """The same motion with other objects (the ideal motion transfer of this clip)."""
+    def with_appearances(self, appearances: tuple[tuple[str, str], ...], patterns: tuple = ()) -> Clip:
+        """The same motion with other objects (plain unless `patterns`: the ideal motion transfer of this clip)."""
         if len(appearances) != len(self.appearances):
             raise ValueError(f"{len(self.appearances)} objects, got {len(appearances)} appearances")
-        return replace(self, appearances=tuple(appearances))
+        return replace(self, appearances=tuple(appearances), patterns=tuple(patterns))
+
+    @property
+    def colors(self) -> list[str]:
+        """Every colour the clip shows: the named ones, then the unnamed patterns'."""
+        return [color for color, _ in self.appearances] + [p for p in self.patterns if p]
 
 
 # ----------------------------------------------------------------------------------------------- rendering
@@ -157,11 +168,19 @@ def render(clip: Clip) -> torch.Tensor:
             if shape == "worm":
                 ends = (clip.worm[t] - clip.camera[t, :2]) * zoom + SIZE / 2  # (2, 2): back, front
                 distance = _segment_distance(x, y, ends[0, 0], ends[0, 1], ends[1, 0], ends[1, 1]) - WORM_RADIUS * zoom
+                axis, middle = ends[1] - ends[0], ends.mean(0)
             else:
                 sx, sy = to_screen(clip, clip.positions[n])[t]
                 distance = _shape_distance(shape, x - sx, y - sy, OBJECT_RADIUS * zoom)
+                axis, middle = torch.tensor([1.0, 0.0]), torch.stack([sx, sy])
             mask = torch.sigmoid(-distance / EDGE)
-            frame = frame * (1 - mask) + color_signature(color)[:, None, None] * mask
+            paint = color_signature(color)[:, None, None]
+            pattern = clip.patterns[n] if n < len(clip.patterns) else None
+            if pattern is not None:  # the front half in the unnamed colour
+                along = (x - middle[0]) * axis[0] + (y - middle[1]) * axis[1]
+                front = torch.sigmoid(along / (EDGE * float(axis.norm().clamp_min(1e-6))))
+                paint = paint * (1 - front) + color_signature(pattern)[:, None, None] * front
+            frame = frame * (1 - mask) + paint * mask
         frames.append(frame)
     return torch.stack(frames, dim=1)
 
@@ -366,17 +385,53 @@ def _still(frames: int) -> torch.Tensor:
     return torch.tensor([[SIZE / 2, SIZE / 2, 1.0]]).repeat(frames, 1)
 
 
-def reference_clips(frames: int = FRAMES) -> list[tuple[str, Clip, tuple[tuple[str, str], ...]]]:
+def _unused_colors(*used: str) -> list[str]:
+    return [color for color in COLORS if color not in used]
+
+
+def with_patterns(clip: Clip, targets: tuple[tuple[str, str], ...]) -> Clip:
+    """`clip` with an unnamed pattern on every object: the first colours that neither the clip nor the targets
+    use (so a pattern that shows on the target is the reference's look, never the prompt's)."""
+    free = _unused_colors(*clip.colors, *(color for color, _ in targets))
+    return replace(clip, patterns=tuple(free[: len(clip.appearances)]))
+
+
+def other_looks(clip: Clip, targets: tuple[tuple[str, str], ...], count: int) -> list[Clip]:
+    """`count` clips of `clip`'s motion with other looks, as a user's several clips of one motion: per clip,
+    each object a colour that neither the reference, its patterns nor the targets use, and the next shape;
+    patterned like the reference (other unnamed colours: not the targets', nor the reference's where enough are left)."""
+    targets_colors = [color for color, _ in targets]
+    free = _unused_colors(*clip.colors, *targets_colors)
+    looks = []
+    for i in range(count):
+        appearances = []
+        for n, (_, shape) in enumerate(clip.appearances):
+            color = free[(i * len(clip.appearances) + n) % len(free)]
+            other = shape if shape == "worm" else SHAPES[(SHAPES.index(shape) + i + 1) % len(SHAPES)]
+            appearances.append((color, other))
+        named = [color for color, _ in appearances]
+        patterns = ()
+        if clip.patterns:
+            spare = _unused_colors(*clip.colors, *named, *targets_colors) or _unused_colors(*named, *targets_colors)
+            patterns = tuple(spare[(i + n) % len(spare)] for n in range(len(appearances)))
+        looks.append(clip.with_appearances(tuple(appearances), patterns))
+    return looks
+
+
+def reference_clips(
+    frames: int = FRAMES, patterns: bool = False
+) -> list[tuple[str, Clip, tuple[tuple[str, str], ...]]]:
     """The benchmark: (name, reference clip, target appearances) per entry, two per category.
 
     Every reference motion is outside the pre-training family (zigzags, circles, bounces, shakes); every
-    target keeps the scene and changes each object's colour and shape.
+    target keeps the scene and changes each object's colour and shape. patterns: every reference object carries
+    an unnamed pattern (`with_patterns`), the leak world.
     """
     t = _times(frames)
     entries = []
 
     def add(name, clip, targets):
-        entries.append((name, clip, tuple(targets)))
+        entries.append((name, with_patterns(clip, targets) if patterns else clip, tuple(targets)))
 
     add("single-zigzag", Clip("single", "meadow", (("red", "ball"),),
                               _zigzag(frames, (3.0, 4.0), (13.0, 12.0), 2.5, 3)[None], _still(frames)),
