@@ -53,10 +53,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import RESULTS, write  # noqa: E402
 from bench.motionbench import LORA, SHIFT, metrics, model, train_config, world  # noqa: E402
 from bench.motionbench.sample import merged, sample  # noqa: E402
+from fym import train as fym_train  # noqa: E402
 from fym.config import SPATIAL, TEMPORAL, ClassifyConfig  # noqa: E402
 from fym.diffusers_host import DiffusersWan  # noqa: E402
 from fym.heads import HeadMap, classify_heads, format_overrides, split_if_one_sided  # noqa: E402
-from fym import train as fym_train  # noqa: E402
 from fym.train import train_stage  # noqa: E402
 
 TRAINED = ("full", "naive_lora", "no_adaptive_rope", "no_sparse", "no_motion_loss", "fixed_window", "three_clips")
