@@ -1,6 +1,6 @@
 """WanHost over diffusers' WanTransformer3DModel (the maintained Wan 2.1 implementation on PyPI).
 
-Used by CI, the `python -m fym demo` job and anyone using `fym` as a Python library.
+Used by CI, the demo (bench/demo.py) and anyone using `fym` as a Python library.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ import math
 import torch
 from PIL import Image
 
+from bench.demo import main
 from bench.motionbench import metrics, world
 from fym import lora
-from fym.demo import main
 from fym.heads import HeadMap
 
 CLIP = "nonrigid-circle-crawl"  # the demo's default reference
@@ -26,7 +26,7 @@ def read_png(path) -> torch.Tensor:
 
 def test_demo_writes_every_artifact(tmp_path):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--spatial-steps", "20", "--temporal-steps", "20"]) == 0
+    assert main(["--out", str(out), "--spatial-steps", "20", "--temporal-steps", "20"]) == 0
     names = {p.name for p in out.iterdir()}
     assert {
         "head_map.json",
@@ -67,6 +67,6 @@ def test_demo_writes_every_artifact(tmp_path):
     text = (out / "report.md").read_text()
     assert f"{fidelity['with_lora']} with the temporal LoRA" in text and f"{fidelity['without_lora']} without" in text
 
-    assert main(["demo", "--out", str(out), "--spatial-steps", "2", "--temporal-steps", "2"]) == 0  # reruns in place
+    assert main(["--out", str(out), "--spatial-steps", "2", "--temporal-steps", "2"]) == 0  # reruns in place
     assert json.loads((out / "report.json").read_text())["stages"]["temporal"]["steps"] == 2
     assert lora.load(str(out / "temporal_lora.safetensors")).metadata["steps"] == 2

@@ -20,9 +20,9 @@ def imported_roots(tree):
             yield node.module.split(".")[0]
 
 
-def test_fym_never_imports_the_host():
+def test_fym_never_imports_the_host_nor_the_benchmarks():
     for path in python_files("fym"):
-        bad = set(imported_roots(ast.parse(path.read_text()))) & HOST_MODULES
+        bad = set(imported_roots(ast.parse(path.read_text()))) & (HOST_MODULES | {"bench", "tests"})
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
 

@@ -24,7 +24,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from fym.demo import plot_losses
+from bench.demo import plot_losses
 from fym.train import shifted_sigmas
 
 from . import model as mb_model

@@ -1,6 +1,7 @@
-"""`python -m fym demo`: the whole method through the fym API on the MotionBench Wan, on a CPU.
+"""`python bench/demo.py`: the whole method through the fym API on the MotionBench Wan, on a CPU.
 
-Runs from a checkout of this repository (the model, its world and metrics live in bench/motionbench). Classifies
+Runs from a checkout of this repository (the model, its world and metrics live in bench/motionbench, beside it;
+the fym library never imports bench/). Classifies
 the heads of the shipped MotionBench Wan on a reference clip (a worm crawling on a circle while it stretches,
 a motion it never saw), trains the spatial then the temporal LoRA, then samples a new caption (another colour)
 with and without the temporal LoRA from the same noise. Writes into the output folder: head_map.json,
@@ -13,17 +14,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from . import __version__, lora
-from .config import SPATIAL, TEMPORAL, ClassifyConfig
-from .diffusers_host import DiffusersWan
-from .heads import classify_heads, heat_map, split_if_one_sided
-from .train import train_stage
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import motionbench  # noqa: E402
+from bench.motionbench import metrics, world  # noqa: E402
+from bench.motionbench import model as mb_model  # noqa: E402
+from bench.motionbench import sample as mb_sample  # noqa: E402
+from fym import __version__, lora  # noqa: E402
+from fym.config import SPATIAL, TEMPORAL, ClassifyConfig  # noqa: E402
+from fym.diffusers_host import DiffusersWan  # noqa: E402
+from fym.heads import classify_heads, heat_map, split_if_one_sided  # noqa: E402
+from fym.train import train_stage  # noqa: E402
 
 
 def plot_losses(losses: list[float], title: str, path: str, width: int = 480, height: int = 240) -> None:
@@ -52,20 +59,8 @@ def plot_losses(losses: list[float], title: str, path: str, width: int = 480, he
     image.save(path)
 
 
-def _motionbench():
-    try:
-        from bench import motionbench
-        from bench.motionbench import metrics, model, sample, world
-    except ImportError as error:
-        raise SystemExit(
-            f"fym demo: run it from the repository's root folder, where bench/motionbench is ({error})"
-        ) from error
-    return motionbench, metrics, model, sample, world
-
-
 def run(out: str, spatial_steps: int, temporal_steps: int, learning_rate: float, seed: int, clip_name: str) -> dict:
     """Run all four stages and sample the transfer; returns the report's facts."""
-    motionbench, metrics, mb_model, mb_sample, world = _motionbench()
     settings = motionbench.LORA
     os.makedirs(out, exist_ok=True)
     started = time.perf_counter()
@@ -156,17 +151,15 @@ def _write_report(out: str, report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fym", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the whole method on the MotionBench Wan and show the transfer")
-    demo.add_argument("--out", default="fym_demo_output", help="output folder (default: %(default)s)")
-    demo.add_argument("--spatial-steps", type=int, help="default: bench.motionbench.LORA's")
-    demo.add_argument("--temporal-steps", type=int, help="default: bench.motionbench.LORA's")
-    demo.add_argument("--learning-rate", type=float, help="default: bench.motionbench.LORA's")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--clip", default="nonrigid-circle-crawl", help="a MotionBench reference clip")
+    parser = argparse.ArgumentParser(prog="python bench/demo.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="fym_demo_output", help="output folder (default: %(default)s)")
+    parser.add_argument("--spatial-steps", type=int, help="default: bench.motionbench.LORA's")
+    parser.add_argument("--temporal-steps", type=int, help="default: bench.motionbench.LORA's")
+    parser.add_argument("--learning-rate", type=float, help="default: bench.motionbench.LORA's")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clip", default="nonrigid-circle-crawl", help="a MotionBench reference clip")
     args = parser.parse_args(argv)
-    settings = _motionbench()[0].LORA
+    settings = motionbench.LORA
     report = run(
         args.out, args.spatial_steps or settings["spatial_steps"], args.temporal_steps or settings["temporal_steps"],
         args.learning_rate or settings["lr"], args.seed, args.clip,
@@ -175,3 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"done in {report['seconds']} s; motion fidelity {fidelity['with_lora']} with the LoRA, "
           f"{fidelity['without_lora']} without; see {os.path.join(args.out, 'report.md')}")  # fmt: skip
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
