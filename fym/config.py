@@ -52,10 +52,12 @@ class TrainConfig:
         weight_decay: AdamW weight decay (paper: 0.1 spatial, 0.99 temporal).
         timestep_shift: flow-matching shift of the training noise levels (Wan 2.1 samples with 8.0).
         motion_loss_weight: weight of the motion loss (paper eq. 3; 1.0 in the temporal stage, 0 = off).
-        sparse_sampling: temporal stage: train on a strided subset of latent frames (off = all frames).
-        frame_stride: temporal stage: latent-frame stride of the sparse sample (paper: 5).
-        frame_count: temporal stage: latent frames per step (5 latent frames = 17 video frames, the paper's
-            16-17 of 81).
+        sparse_sampling: temporal stage: train on a sparse subset of latent frames (off = all frames).
+        frame_stride: temporal stage: latent frames between sampled frames, where the clip is long enough for
+            the window to reach every frame; shorter clips draw one frame per segment (fym.train.sparse_frame_indices).
+            The paper strides video frames by 5 and VAE-encodes them 4 per latent, so its latents are 20 video
+            frames apart, as 5 latent frames are here.
+        frame_count: temporal stage: latent frames per step (the paper's 16 video frames make about 5 latents).
         adaptive_rope: temporal stage: sampled frames keep their full-clip RoPE positions (paper eq. 2).
         noise_range: (low, high) noise levels trained; a Wan 2.2 A14B expert trains only in its own range
             (`expert_noise_range`), other models in the whole (0, 1).

@@ -1,12 +1,15 @@
-"""Prepare reference: from a VIDEO or an IMAGE batch and the Wan VAE, the latents the training nodes need."""
+"""Reference clips: Prepare Reference turns a VIDEO or an IMAGE batch into the latents the training nodes need;
+Add Reference Clip collects more clips of the same motion for them."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import comfy.utils
 import torch
 from comfy_api.latest import io
 
-from .types import CATEGORY
+from .types import CATEGORY, ReferenceClipsType
 
 NODE = "FYM Prepare Reference"
 RESIZE_MODES = ("center crop", "stretch")
@@ -149,4 +152,48 @@ class PrepareReference(io.ComfyNode):
         return io.NodeOutput({"samples": video_latent}, {"samples": frame_latents}, clip)
 
 
-NODES = [PrepareReference]
+@dataclass(frozen=True)
+class ReferenceClip:
+    """One more clip of the motion: Prepare Reference's two latents and the clip's caption (CONDITIONING)."""
+
+    video_latent: dict
+    frame_latents: dict
+    positive: list
+
+
+class AddReferenceClip(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FYM_AddReferenceClip",
+            display_name="Add Reference Clip (Follow-Your-Motion)",
+            category=f"{CATEGORY}/data",
+            description="Another clip of the same motion for the training nodes' more_clips; chain one per clip. Each "
+            "step trains on one clip drawn at random with its own caption, so with clips that look different the LoRA "
+            "learns the motion they share and not one clip's look (as MotionDirector trains on several clips). What "
+            "it measured on MotionBench: the README's MotionBench section.",
+            inputs=[
+                io.Latent.Input("video_latent", tooltip="This clip's video_latent from its Prepare Reference."),
+                io.Latent.Input("frame_latents", tooltip="This clip's frame_latents from the same Prepare Reference."),
+                io.Conditioning.Input(
+                    "positive",
+                    tooltip="This clip's caption (CLIPTextEncode). For an I2V model: WanImageToVideo's positive with "
+                    "this clip's first frame, as for the main clip.",
+                ),
+                ReferenceClipsType.Input("clips", optional=True, tooltip="Clips added before (chain the nodes)."),
+            ],
+            outputs=[
+                ReferenceClipsType.Output(
+                    "all_clips",
+                    display_name="clips",
+                    tooltip="To a training node's more_clips, or the next Add Reference Clip.",
+                )
+            ],
+        )
+
+    @classmethod
+    def execute(cls, video_latent, frame_latents, positive, clips=None):
+        return io.NodeOutput([*(clips or []), ReferenceClip(video_latent, frame_latents, positive)])
+
+
+NODES = [PrepareReference, AddReferenceClip]

@@ -1,8 +1,8 @@
 """Checks that need the whole graph, made when a prompt is queued, before any node runs.
 
 A node's own validation sees only its widget values, not what flows into it. So an on-prompt handler walks
-the queued graph, finds problems that would otherwise surface only after minutes of earlier stages (a
-temporal window longer than the clip, after classification and the whole spatial stage), and leaves one
+the queued graph, finds problems that would otherwise surface only after minutes of earlier stages (more
+temporal frames per step than the clip has, after classification and the whole spatial stage), and leaves one
 message per node; the node's `validate_inputs` returns it, and ComfyUI rejects the prompt with it.
 """
 
@@ -30,19 +30,18 @@ def latent_frames_into(prompt: dict, node_id: str, input_name: str) -> int | Non
 
 
 def temporal_window_problem(prompt: dict, node_id: str) -> str | None:
-    """The Temporal LoRA Train node's sparse window against the clip feeding it, before anything runs."""
+    """The Temporal LoRA Train node's frames per step against the clip feeding it, before anything runs."""
     inputs = prompt[node_id]["inputs"]
-    stride, count = inputs.get("frame_stride"), inputs.get("frame_count")
-    if not (isinstance(stride, int) and isinstance(count, int)) or inputs.get("sparse_sampling") is False:
+    count = inputs.get("frame_count")
+    if not isinstance(count, int) or inputs.get("sparse_sampling") is False:
         return None
     latent_frames = latent_frames_into(prompt, node_id, "video_latent")
-    span = (count - 1) * stride + 1
-    if latent_frames is None or span <= latent_frames:
+    if latent_frames is None or count <= latent_frames:
         return None
     return (
-        f"FYM Temporal LoRA Train: frame_count {count} with frame_stride {stride} spans {span} latent frames, but "
-        f"Prepare Reference's {4 * (latent_frames - 1) + 1} frames give {latent_frames}. Lower frame_count or "
-        f"frame_stride, or set Prepare Reference's frames to {4 * (span - 1) + 1} or more"
+        f"FYM Temporal LoRA Train: frame_count {count} is more than the {latent_frames} latent frames of Prepare "
+        f"Reference's {4 * (latent_frames - 1) + 1} frames. Lower frame_count to {latent_frames} or fewer, or set "
+        f"Prepare Reference's frames to {4 * (count - 1) + 1} or more"
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import replace
 
 import comfy.utils
@@ -27,7 +28,7 @@ from .feedback import (
 from .heads import EXPERT_INPUT
 from .lora import applied_loras, apply_motion_lora
 from .queue_checks import take_problem
-from .types import CATEGORY, HeadMapType, MotionLoRAType, node_error
+from .types import CATEGORY, HeadMapType, MotionLoRAType, ReferenceClipsType, node_error
 from .wan_host import training_host, wan_condition, wan_noise_range, wan_shape
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,12 @@ def feedback_inputs() -> list:
             tooltip="Prompt of the previews (same size and length for an I2V model). Unconnected: the reference's "
             "own caption, so the preview shows how well the LoRA reconstructs the reference.",
         ),
+        ReferenceClipsType.Input(
+            "more_clips", optional=True,
+            tooltip="Other clips of the same motion (Add Reference Clip), trained with this one: each step draws one "
+            "clip at random. Clips that look different make the LoRA learn the motion, not one clip's look. Connect "
+            "the same clips to both training nodes. Not from the paper (MotionDirector trains on several clips).",
+        ),
     ]  # fmt: skip
 
 
@@ -163,7 +170,7 @@ OUTPUTS = [
 ]
 
 
-FEEDBACK = ("preview_every", "preview_positive", "checkpoint_every", "resume_from")
+FEEDBACK = ("preview_every", "preview_positive", "checkpoint_every", "resume_from", "more_clips")
 
 
 def feedback_settings(node_class, settings: dict) -> dict:
@@ -202,26 +209,45 @@ def check_spatial_lora_under(model, head_map, node: str) -> None:
         )
 
 
+def training_clips(node: str, stage: str, model, latent, positive, head_map, config: TrainConfig, more_clips):
+    """[(latents in the model's space, Condition)] of the node's clip and its more_clips, each checked against
+    the model and the stage before any work; errors name the clip."""
+    extra = [
+        (clip.frame_latents if stage == SPATIAL_STAGE else clip.video_latent, clip.positive)
+        for clip in more_clips or []
+    ]
+    shape = wan_shape(model, node)
+    clips = []
+    for number, (clip_latent, clip_positive) in enumerate([(latent, positive), *extra]):
+        samples = clip_latent["samples"]
+        try:
+            check_stage_inputs(stage, tuple(samples.shape), head_map, shape, config)
+            condition = wan_condition(model, clip_positive, tuple(samples.shape), node)
+        except ValueError as error:
+            if number:
+                error = ValueError(f"more_clips' clip {number}: {str(error).removeprefix(node + ': ')}")
+            raise error from None
+        clips.append((model.model.process_latent_in(samples.clone()), condition))
+    return clips
+
+
 def run_training(node: str, stage: str, model, latent, positive, head_map, config: TrainConfig, feedback: dict):
     """Checks everything, trains on a loaded clone, and returns the node's outputs; the input model is untouched.
 
-    feedback: the node's preview_every, preview_positive, checkpoint_every, resume_from and unique_id."""
+    feedback: the node's preview_every, preview_positive, checkpoint_every, resume_from, more_clips and unique_id."""
     samples = latent["samples"]
     try:
-        shape = wan_shape(model, node)
-        check_stage_inputs(stage, tuple(samples.shape), head_map, shape, config)
-        condition = wan_condition(model, positive, tuple(samples.shape), node)
+        clips = training_clips(node, stage, model, latent, positive, head_map, config, feedback.get("more_clips"))
         preview_condition = None
         if feedback.get("preview_positive") is not None:
             preview_condition = wan_condition(model, feedback["preview_positive"], tuple(samples.shape), node)
         if stage == TEMPORAL_STAGE:
             check_spatial_lora_under(model, head_map, node)
-        latents = model.model.process_latent_in(samples.clone())
         checkpoints = Checkpoints(
             every=feedback.get("checkpoint_every", CHECKPOINT_EVERY), write=CheckpointWriter(stage),
             resume=read_checkpoint(feedback.get("resume_from")), model=model_summary(model),
         )  # fmt: skip
-        check_resume(stage, latents, condition, head_map, config, checkpoints)  # before the model is loaded
+        check_resume(stage, clips, head_map, config, checkpoints)  # before the model is loaded
     except ValueError as error:
         raise node_error(node, error) from None
     progress = comfy.utils.ProgressBar(config.steps)  # its hook raises when the user presses Cancel
@@ -229,23 +255,26 @@ def run_training(node: str, stage: str, model, latent, positive, head_map, confi
         every=feedback.get("preview_every", PREVIEW_EVERY), show=preview_shower(model, progress),
         condition=preview_condition, frames=1 if stage == SPATIAL_STAGE else config.frame_count, seed=config.seed,
     )  # fmt: skip
-    frames = 1 if stage == SPATIAL_STAGE else config.frame_count if config.sparse_sampling else samples.shape[2]
-    step_shape = (1, samples.shape[1], frames, *samples.shape[3:])  # one training sample's latent
+    with_first = stage == TEMPORAL_STAGE and clips[0][1].first_frame is not None  # sparse samples add frame 0
+    frames = 1 if stage == SPATIAL_STAGE else config.frame_count + with_first if config.sparse_sampling else None
+    step_shape = max(
+        ((1, clip.shape[1], frames or clip.shape[2], *clip.shape[3:]) for clip, _ in clips), key=math.prod
+    )  # the largest training sample's latent
     try:
         with training_host(model, step_shape, config.gradient_checkpointing) as host:
-            latents = latents.to(host.device)
+            clips = [(clip.to(host.device), condition.to(host.device)) for clip, condition in clips]
             if preview.condition is not None:
                 preview.condition = preview.condition.to(host.device)
             try:
                 result = train_stage(
-                    host, stage, latents, condition.to(host.device), head_map, config,
+                    host, stage, [clip for clip, _ in clips], [condition for _, condition in clips], head_map, config,
                     on_step=progress.update_absolute, on_log=LossFeed(feedback.get("unique_id"), stage, config.steps),
                     preview=preview, checkpoints=checkpoints,
                 )  # fmt: skip
             except (ValueError, NonFiniteLoss) as error:
                 raise node_error(node, error) from None
             lora, losses = result.lora, result.losses
-            del result, latents  # the adapters and their gradients go before the host empties the cache
+            del result, clips  # the adapters and their gradients go before the host empties the cache
     except torch.OutOfMemoryError:
         raise torch.OutOfMemoryError(
             f"{node}: out of GPU memory while training. Turn on gradient_checkpointing, use fewer frames or a "
@@ -304,21 +333,25 @@ class TemporalLoRATrain(io.ComfyNode):
                 io.Boolean.Input(
                     "sparse_sampling",
                     default=TEMPORAL.sparse_sampling,
-                    tooltip="Train each step on frame_count latent frames frame_stride apart instead of all frames (paper: on; about 4x faster at 81 frames). Off = the paper's 'w/o sparse sampling' ablation.",
+                    tooltip="Train each step on frame_count latent frames instead of all frames (paper: on; about 4x faster at 81 frames). Off = the paper's 'w/o sparse sampling' ablation.",
                 ),
                 io.Int.Input(
                     "frame_stride",
                     default=TEMPORAL.frame_stride,
                     min=1,
                     max=64,
-                    tooltip="Latent frames between sampled frames (paper: 5). One latent frame = 4 video frames.",
+                    tooltip="Latent frames between sampled frames when the clip is long enough for this window to reach every frame "
+                    "((frame_count - 1) x stride + stride latent frames or more); on a shorter clip each step takes one random frame from each of "
+                    "frame_count equal parts instead (81 video frames = 21 latent: 5 frames about 4 apart). One latent frame = 4 video frames. "
+                    "The paper strides video frames by 5 and re-encodes them, 4 per latent, so its latents are also 20 video frames apart; "
+                    "here each latent holds 4 consecutive frames (README: Sparse frames).",
                 ),
                 io.Int.Input(
                     "frame_count",
                     default=TEMPORAL.frame_count,
                     min=2,
                     max=256,
-                    tooltip="Latent frames per step (paper: 16-17 of 81 video frames = 5 latent frames). Needs (count-1) x stride + 1 latent frames in the clip. Image-to-video models also see latent frame 0, the given first frame, every step.",
+                    tooltip="Latent frames per step (paper: 16 of 81 video frames, which its VAE makes about 5 latent frames). At most the clip's latent frames. Image-to-video models also see latent frame 0, the given first frame, every step.",
                 ),
                 io.Boolean.Input(
                     "adaptive_rope",

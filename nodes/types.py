@@ -7,6 +7,7 @@ from comfy_api.latest import io
 
 HeadMapType = io.Custom("FYM_HEAD_MAP")  # fym.heads.HeadMap
 MotionLoRAType = io.Custom("FYM_MOTION_LORA")  # fym.lora.MotionLoRA
+ReferenceClipsType = io.Custom("FYM_REFERENCE_CLIPS")  # list of nodes.data.ReferenceClip
 
 CATEGORY = "FollowYourMotion"
 

@@ -226,3 +226,52 @@ def test_ti2v_5b_trains_with_the_reference_first_frame_given_clean(comfy, wan22_
     graph["prep"]["inputs"].update(width=48, height=48)
     message = run_expecting_error(comfy, graph)
     assert "FYM Prepare Reference: with this VAE (16x smaller latents) width must be a multiple of 32" in message
+
+
+def with_second_clip(graph: dict, positive: list | None = None) -> dict:
+    """The I2V graph with a second clip of the motion (another size: 48 x 64, its own caption and first frame)
+    added by Add Reference Clip to both training nodes' more_clips; `positive` replaces its WanImageToVideo."""
+    graph.update(
+        {
+            "prep2": {"class_type": "FYM_PrepareReference", "inputs": {
+                **graph["prep"]["inputs"], "width": 48, "resize_mode": "stretch"}},
+            "caption2": random_conditioning(3),
+            "first2": {"class_type": "ImageFromBatch", "inputs": {"image": ["prep2", 2], "batch_index": 0, "length": 1}},
+            "i2v2": {"class_type": "WanImageToVideo", "inputs": {
+                **graph["i2v"]["inputs"], "positive": ["caption2", 0], "width": 48, "start_image": ["first2", 0]}},
+            "more": {"class_type": "FYM_AddReferenceClip", "inputs": {
+                "video_latent": ["prep2", 0], "frame_latents": ["prep2", 1], "positive": positive or ["i2v2", 0]}},
+        }
+    )  # fmt: skip
+    for node in ("spatial", "temporal"):
+        graph[node]["inputs"]["more_clips"] = ["more", 0]
+    return graph
+
+
+def test_several_clips_of_one_motion_train_both_stages_each_with_its_own_first_frame(comfy):
+    """Wan 2.2 A14B I2V with two clips of other sizes, each with its own caption and first frame: both stages
+    train on both (the LoRA differs from the one-clip LoRA of the same seed) and the metadata says so."""
+    from safetensors.torch import load_file
+
+    two = with_second_clip(i2v_nodes())
+    two["temporal"]["inputs"]["steps"] = two["spatial"]["inputs"]["steps"] = 4
+    metadata, _ = saved_lora(comfy, two, unique("i2v_two_clips"))
+    assert json.loads(metadata["fym"])["clips"] == 2, metadata
+    one = i2v_nodes()
+    one["temporal"]["inputs"]["steps"] = one["spatial"]["inputs"]["steps"] = 4
+    lora_dir = Path(comfy.output_dir) / "loras"
+    one_clip = load_file(lora_dir / save_temporal_lora(comfy, one, unique("i2v_one_clip")))
+    two_clips = load_file(lora_dir / save_temporal_lora(comfy, two, unique("i2v_two_clips_again")))
+    assert one_clip.keys() == two_clips.keys()
+    assert any(not (one_clip[key] == two_clips[key]).all() for key in one_clip), "the second clip changed nothing"
+
+
+def test_a_second_clip_with_a_mismatched_first_frame_is_refused_by_name(comfy):
+    """The second clip (48 wide) given the main clip's 64-wide WanImageToVideo positive: refused before any
+    training, naming the clip."""
+    graph = with_second_clip(i2v_nodes(), positive=["i2v", 0])
+    del graph["temporal"]
+    graph["save"] = {"class_type": "FYM_SaveMotionLoRA",
+                     "inputs": {"motion_lora": ["spatial", 1], "filename_prefix": f"loras/{unique('bad')}"}}  # fmt: skip
+    message = run_expecting_error(comfy, graph)
+    assert "FYM Spatial LoRA Train: more_clips' clip 1: the positive's concat" in message, message
