@@ -48,7 +48,8 @@ class TrainConfig:
         steps: optimizer steps (paper: 3000 spatial, 2000 temporal).
         rank: LoRA rank (paper: 128 in both stages).
         alpha: LoRA alpha; the delta is scaled by alpha / rank. The paper does not say; alpha = rank (scale 1).
-        learning_rate: AdamW learning rate (paper: 1e-5).
+        learning_rate: AdamW learning rate (paper: 1e-5, on real Wan; unmeasured here at that size. MotionBench's
+            14 M-parameter Wan needs 1e-3 with rank 32: bench/motionbench.LORA).
         weight_decay: AdamW weight decay (paper: 0.1 spatial, 0.99 temporal).
         timestep_shift: flow-matching shift of the training noise levels (Wan 2.1 samples with 8.0).
         motion_loss_weight: weight of the motion loss (paper eq. 3; 1.0 in the temporal stage, 0 = off).
@@ -106,7 +107,7 @@ class TrainConfig:
 
 SPATIAL = TrainConfig(steps=3000, weight_decay=0.1)
 TEMPORAL = TrainConfig(steps=2000, weight_decay=0.99, motion_loss_weight=1.0)
-APPLY_STRENGTH = 0.5  # paper Sec. 4.1: "The LoRA weights are set as 0.5"
+APPLY_STRENGTH = 0.5  # paper Sec. 4.1: "The LoRA weights are set as 0.5" (real Wan; MotionBench's small Wan needs 1.0)
 # Motion LoRA files: bf16 factors, half the size of fp32; the weights they patch compute in bf16 or lower anyway.
 LORA_FILE_DTYPE = "bf16"
 # Previews while training (fym.preview): Euler steps per preview. 8 steps of Wan's shifted schedule show the
