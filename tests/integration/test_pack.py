@@ -264,6 +264,7 @@ def test_workflow_files_are_ui_format(object_info):
         "03-wan22-i2v-motion-onto-your-image.json",
         "04-wan22-t2v-motion-transfer.json",
         "05-wan22-ti2v-5B-motion-onto-your-image.json",
+        "06-wan22-i2v-several-clips-one-motion.json",
     ]
     for path in WORKFLOWS:
         ui = json.loads(path.read_text())
