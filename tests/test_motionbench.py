@@ -148,3 +148,52 @@ def test_sampler_and_lora_merge_restore_the_model():
     assert all(torch.equal(host.linear(i, p).weight, w) for (i, p), w in before.items())
     assert plain.shape == (1, 16, 3, 8, 8) and not torch.allclose(plain, patched)
     assert math.isfinite(float(sample(host, context, seed=0, steps=2, cfg=3.0, frames=3, size=8).sum()))
+
+
+LEAK_ENTRIES = world.reference_clips(patterns=True)
+
+
+@pytest.mark.parametrize("name,clip,targets", LEAK_ENTRIES, ids=[e[0] for e in LEAK_ENTRIES])
+def test_the_leak_world_paints_an_unnamed_colour_that_leakage_sees_and_tracking_ignores(name, clip, targets):
+    """A patterned reference object shows a colour its caption never names; the target never uses it; the
+    tracker follows the object as before; the target's ideal transfer leaks nothing, a target painted with the
+    pattern leaks it (about cos 45 degrees for half the object in the pattern's colour)."""
+    named = [color for color, _ in clip.appearances]
+    assert len(clip.patterns) == len(named) and not set(clip.patterns) & (set(named) | {c for c, _ in targets})
+    assert not set(clip.patterns) & set(world.caption_words(clip))
+    truth = world.screen_tracks(clip)
+    tracked = metrics.track(world.render(clip), len(named), clip.worm is not None)
+    assert tracked["found"].all()
+    errors = min(
+        float((tracked["centroids"][list(p)] - truth[: len(named)]).norm(dim=-1).max())
+        for p in itertools.permutations(range(len(named)))
+    )
+    assert errors < 0.6  # the two-colour object's centroid stays on it
+    ideal = metrics.evaluate(world.render(clip.with_appearances(targets)), clip, targets)
+    assert ideal["leakage"] < 0.01 and ideal["appearance"] > 0.99
+    carried = metrics.evaluate(world.render(clip.with_appearances(targets, clip.patterns)), clip, targets)
+    assert 0.6 < carried["leakage"] < 0.8 and 0.6 < carried["appearance"] < 0.8
+
+
+def test_other_looks_keep_the_motion_and_never_show_a_target_colour():
+    for _, clip, targets in LEAK_ENTRIES:
+        target_colors = {c for c, _ in targets}
+        for look in world.other_looks(clip, targets, 2):
+            assert torch.equal(world.screen_tracks(look), world.screen_tracks(clip))
+            assert not set(look.colors) & target_colors
+            assert [c for c, _ in look.appearances] != [c for c, _ in clip.appearances]
+
+
+def test_paired_differences_use_the_t_interval_of_the_per_run_differences():
+    from bench.motionbench_mini import paired
+
+    def run(a, b):
+        return {"result": {"x": {"1.0": {"m": a}}, "y": {"1.0": {"m": b}}}}
+
+    runs = [run(0.5, 0.1), run(0.4, 0.3), run(0.9, 0.2), run(0.2, 0.3)]  # differences 0.4, 0.1, 0.7, -0.1
+    result = paired(runs, "x", "y", 1.0, "m")
+    differences = torch.tensor([0.4, 0.1, 0.7, -0.1], dtype=torch.float64)
+    half = 3.182 * float(differences.std()) / 2  # t(0.975, 3 degrees of freedom) * s / sqrt(4)
+    assert math.isclose(result["mean"], 0.275) and result["a_higher"] == 3 and result["n"] == 4
+    assert math.isclose(result["high"] - result["mean"], half, rel_tol=1e-9)
+    assert math.isclose(result["mean"] - result["low"], half, rel_tol=1e-9)
