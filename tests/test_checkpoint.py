@@ -82,6 +82,8 @@ def test_resuming_refuses_another_stage_head_map_model_clip_or_setting(host, cli
         ("other reference clips",
          lambda: checkpointed_run(host, clip.flip(2), context, tmp_path, TEMPORAL_TINY, state)),
         ("other captions", lambda: checkpointed_run(host, clip, -context, tmp_path, TEMPORAL_TINY, state)),
+        ("other reference clips",  # one more clip of the motion
+         lambda: checkpointed_run(host, [clip, clip.flip(2)], [context, context], tmp_path, TEMPORAL_TINY, state)),
         ("learning_rate 0.01 here 0.02",
          lambda: checkpointed_run(host, clip, context, tmp_path, replace(TEMPORAL_TINY, learning_rate=2e-2), state)),
     ]  # fmt: skip
@@ -139,3 +141,11 @@ def test_a_preview_keeps_a_clean_first_frame_and_runs_the_steps(host, clip, cont
     (latent,) = shown
     torch.testing.assert_close(latent[:, :, 0], clip[:, :, 0])
     assert calls == [True] + [False] * PREVIEW_STEPS  # one training step, then a no-grad preview
+
+
+def test_a_resumed_run_on_several_clips_gives_the_same_lora(host, clip, context, tmp_path):
+    clips, captions = [clip, clip.flip(2)[:, :, :5]], [context, -context]
+    whole, _ = checkpointed_run(host, clips, captions, tmp_path, TEMPORAL_TINY)
+    _, written = checkpointed_run(host, clips, captions, tmp_path, TEMPORAL_TINY, stop_after=3)
+    resumed, _ = checkpointed_run(host, clips, captions, tmp_path, TEMPORAL_TINY, resume=load_state(written[2]))
+    assert resumed.losses == whole.losses
