@@ -37,13 +37,14 @@ bench/results/NAME.{md,json}.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing
 import os
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from unittest import mock
 
@@ -244,15 +245,39 @@ def _run_job(job) -> dict:
     return _WORKER["run"](_WORKER["host"], name, clip, targets, seed, _WORKER["configs"], _WORKER["args"])
 
 
-def run_jobs(args, jobs: list, run=run_clip) -> list[dict]:
+def run_jobs(args, jobs: list, run=run_clip, done=None) -> list[dict]:
     """run(host, name, clip, targets, seed, configs, args) for every job (name, clip, targets, seed), in
-    args.workers processes (one model each) or in this one; results in the jobs' order."""
+    args.workers processes (one model each) or in this one; results in the jobs' order. done(job, result) is
+    called as each job finishes (e.g. to keep it on disk before the whole run ends)."""
+    done = done or (lambda job, result: None)
     if args.workers > 1:  # one model per process; on a GPU they share the device (this small model cannot fill it)
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.workers, spawn, initializer=_start_worker, initargs=(args, run)) as pool:
-            return list(pool.map(_run_job, jobs))
+            futures = {pool.submit(_run_job, job): i for i, job in enumerate(jobs)}
+            results = [None] * len(jobs)
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                done(jobs[futures[future]], results[futures[future]])
+            return results
     _start_worker(args, run)
-    return [_run_job(job) for job in jobs]
+    results = []
+    for job in jobs:
+        results.append(_run_job(job))
+        done(job, results[-1])
+    return results
+
+
+def keep_jobs(name: str):
+    """A run_jobs `done` that appends each finished job to bench/results/NAME.jobs.jsonl, so a run stopped before
+    its end keeps what it measured."""
+    path = os.path.join(RESULTS, f"{name}.jobs.jsonl")
+
+    def done(job, result) -> None:
+        job_name, clip, _, seed = job
+        with open(path, "a") as handle:
+            handle.write(json.dumps({"clip": job_name, "category": clip.category, "seed": seed, "result": result}) + "\n")
+
+    return done
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
@@ -425,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         os.makedirs(args.strips, exist_ok=True)
     jobs = benchmark_jobs(args)
     started = time.perf_counter()
-    results = run_jobs(args, jobs)
+    os.makedirs(RESULTS, exist_ok=True)
+    results = run_jobs(args, jobs, done=keep_jobs(args.name))
     runs = [{"clip": name, "category": clip.category, "seed": seed, "result": result}
             for (name, clip, _, seed), result in zip(jobs, results, strict=True)]  # fmt: skip
     seconds = time.perf_counter() - started
