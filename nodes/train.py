@@ -118,7 +118,7 @@ def common_inputs(defaults: TrainConfig, latent_name: str, latent_tooltip: str) 
     ]
 
 
-def feedback_inputs() -> list:
+def extra_inputs() -> list:
     """Inputs both training nodes end with (optional, so workflows and API prompts saved before them still run)."""
     return [
         io.Int.Input(
@@ -185,13 +185,14 @@ OUTPUTS = [
 ]
 
 
-FEEDBACK = ("preview_every", "preview_positive", "checkpoint_every", "resume_from", "more_clips")
+EXTRA = ("preview_every", "preview_positive", "checkpoint_every", "resume_from", "more_clips")
 
 
-def feedback_settings(node_class, settings: dict) -> dict:
-    """Takes the feedback inputs out of `settings` (the rest are TrainConfig fields), with the node's id."""
-    feedback = {name: settings.pop(name) for name in FEEDBACK if name in settings}
-    return {**feedback, "unique_id": node_class.hidden.unique_id}
+def extra_settings(node_class, settings: dict) -> dict:
+    """Takes the extra inputs (feedback, more clips) out of `settings` (the rest are TrainConfig fields), with the
+    node's id."""
+    extra = {name: settings.pop(name) for name in EXTRA if name in settings}
+    return {**extra, "unique_id": node_class.hidden.unique_id}
 
 
 def config_from(node: str, defaults: TrainConfig, model, settings: dict) -> TrainConfig:
@@ -227,13 +228,13 @@ def check_spatial_lora_under(model, head_map, node: str) -> None:
 def training_clips(node: str, stage: str, model, latent, positive, head_map, config: TrainConfig, more_clips):
     """[(latents in the model's space, Condition)] of the node's clip and its more_clips, each checked against
     the model and the stage before any work; errors name the clip."""
-    extra = [
+    more = [
         (clip.frame_latents if stage == SPATIAL_STAGE else clip.video_latent, clip.positive)
         for clip in more_clips or []
     ]
     shape = wan_shape(model, node)
     clips = []
-    for number, (clip_latent, clip_positive) in enumerate([(latent, positive), *extra]):
+    for number, (clip_latent, clip_positive) in enumerate([(latent, positive), *more]):
         samples = clip_latent["samples"]
         try:
             check_stage_inputs(stage, tuple(samples.shape), head_map, shape, config)
@@ -246,28 +247,28 @@ def training_clips(node: str, stage: str, model, latent, positive, head_map, con
     return clips
 
 
-def run_training(node: str, stage: str, model, latent, positive, head_map, config: TrainConfig, feedback: dict):
+def run_training(node: str, stage: str, model, latent, positive, head_map, config: TrainConfig, extra: dict):
     """Checks everything, trains on a loaded clone, and returns the node's outputs; the input model is untouched.
 
-    feedback: the node's preview_every, preview_positive, checkpoint_every, resume_from, more_clips and unique_id."""
+    extra: the node's preview_every, preview_positive, checkpoint_every, resume_from, more_clips and unique_id."""
     samples = latent["samples"]
     try:
-        clips = training_clips(node, stage, model, latent, positive, head_map, config, feedback.get("more_clips"))
+        clips = training_clips(node, stage, model, latent, positive, head_map, config, extra.get("more_clips"))
         preview_condition = None
-        if feedback.get("preview_positive") is not None:
-            preview_condition = wan_condition(model, feedback["preview_positive"], tuple(samples.shape), node)
+        if extra.get("preview_positive") is not None:
+            preview_condition = wan_condition(model, extra["preview_positive"], tuple(samples.shape), node)
         if stage == TEMPORAL_STAGE:
             check_spatial_lora_under(model, head_map, node)
         checkpoints = Checkpoints(
-            every=feedback.get("checkpoint_every", CHECKPOINT_EVERY), write=CheckpointWriter(stage),
-            resume=read_checkpoint(feedback.get("resume_from")), model=model_summary(model),
+            every=extra.get("checkpoint_every", CHECKPOINT_EVERY), write=CheckpointWriter(stage),
+            resume=read_checkpoint(extra.get("resume_from")), model=model_summary(model),
         )  # fmt: skip
         check_resume(stage, clips, head_map, config, checkpoints)  # before the model is loaded
     except ValueError as error:
         raise node_error(node, error) from None
     progress = comfy.utils.ProgressBar(config.steps)  # its hook raises when the user presses Cancel
     preview = Preview(
-        every=feedback.get("preview_every", PREVIEW_EVERY), show=preview_shower(model, progress),
+        every=extra.get("preview_every", PREVIEW_EVERY), show=preview_shower(model, progress),
         condition=preview_condition, frames=1 if stage == SPATIAL_STAGE else config.frame_count, seed=config.seed,
     )  # fmt: skip
     with_first = stage == TEMPORAL_STAGE and clips[0][1].first_frame is not None  # sparse samples add frame 0
@@ -283,7 +284,7 @@ def run_training(node: str, stage: str, model, latent, positive, head_map, confi
             try:
                 result = train_stage(
                     host, stage, [clip for clip, _ in clips], [condition for _, condition in clips], head_map, config,
-                    on_step=progress.update_absolute, on_log=LossFeed(feedback.get("unique_id"), stage, config.steps),
+                    on_step=progress.update_absolute, on_log=LossFeed(extra.get("unique_id"), stage, config.steps),
                     preview=preview, checkpoints=checkpoints,
                 )  # fmt: skip
             except (ValueError, NonFiniteLoss) as error:
@@ -317,16 +318,16 @@ class SpatialLoRATrain(io.ComfyNode):
                 "frame_latents",
                 "Single-frame latents (frames, 16, 1, H, W) from Prepare Reference's frame_latents.",
             )
-            + [EXPERT_INPUT, *feedback_inputs()],
+            + [EXPERT_INPUT, *extra_inputs()],
             outputs=OUTPUTS,
             hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
     def execute(cls, model, frame_latents, positive, head_map, **settings):
-        feedback = feedback_settings(cls, settings)
+        extra = extra_settings(cls, settings)
         config = config_from(cls.NAME, SPATIAL, model, settings)
-        return run_training(cls.NAME, SPATIAL_STAGE, model, frame_latents, positive, head_map, config, feedback)
+        return run_training(cls.NAME, SPATIAL_STAGE, model, frame_latents, positive, head_map, config, extra)
 
 
 class TemporalLoRATrain(io.ComfyNode):
@@ -382,7 +383,7 @@ class TemporalLoRATrain(io.ComfyNode):
                     tooltip="Weight of the motion loss (1 - cosine of frame-to-frame differences, paper eq. 3; paper: 1). 0 = off.",
                 ),
                 EXPERT_INPUT,
-                *feedback_inputs(),
+                *extra_inputs(),
             ],
             outputs=OUTPUTS,
             hidden=[io.Hidden.unique_id],
@@ -396,9 +397,9 @@ class TemporalLoRATrain(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, video_latent, positive, head_map, **settings):
-        feedback = feedback_settings(cls, settings)
+        extra = extra_settings(cls, settings)
         config = config_from(cls.NAME, TEMPORAL, model, settings)
-        return run_training(cls.NAME, TEMPORAL_STAGE, model, video_latent, positive, head_map, config, feedback)
+        return run_training(cls.NAME, TEMPORAL_STAGE, model, video_latent, positive, head_map, config, extra)
 
 
 NODES = [SpatialLoRATrain, TemporalLoRATrain]
