@@ -54,10 +54,10 @@ class TrainConfig:
         timestep_shift: flow-matching shift of the training noise levels (Wan 2.1 samples with 8.0).
         motion_loss_weight: weight of the motion loss (paper eq. 3; 1.0 in the temporal stage, 0 = off).
         sparse_sampling: temporal stage: train on a sparse subset of latent frames (off = all frames).
-        frame_stride: temporal stage: latent frames between sampled frames, where the clip is long enough for
-            the window to reach every frame; shorter clips draw one frame per segment (fym.train.sparse_frame_indices).
-            The paper strides video frames by 5 and VAE-encodes them 4 per latent, so its latents are 20 video
-            frames apart, as 5 latent frames are here.
+        frame_stride: temporal stage: latent frames between sampled frames (fym.train.sparse_frame_indices).
+            0 = spread: one random frame from each of frame_count equal parts of the clip, as the paper's 16 of
+            81 video frames at stride 5 span its whole clip. N = N apart at a random start (less where N's window
+            could not reach every frame).
         frame_count: temporal stage: latent frames per step (the paper's 16 video frames make about 5 latents).
         adaptive_rope: temporal stage: sampled frames keep their full-clip RoPE positions (paper eq. 2).
         noise_range: (low, high) noise levels trained; a Wan 2.2 A14B expert trains only in its own range
@@ -75,7 +75,7 @@ class TrainConfig:
     timestep_shift: float = 8.0
     motion_loss_weight: float = 0.0
     sparse_sampling: bool = True
-    frame_stride: int = 5
+    frame_stride: int = 0
     frame_count: int = 5
     adaptive_rope: bool = True
     noise_range: tuple[float, float] = (0.0, 1.0)
@@ -92,7 +92,7 @@ class TrainConfig:
             (self.weight_decay >= 0, f"weight_decay must be >= 0; got {self.weight_decay}"),
             (self.timestep_shift > 0, f"timestep_shift must be > 0; got {self.timestep_shift}"),
             (self.motion_loss_weight >= 0, f"motion_loss_weight must be >= 0; got {self.motion_loss_weight}"),
-            (self.frame_stride >= 1, f"frame_stride must be >= 1; got {self.frame_stride}"),
+            (self.frame_stride >= 0, f"frame_stride must be >= 0 (0 = spread over the clip); got {self.frame_stride}"),
             (self.frame_count >= 2, f"frame_count must be >= 2 (motion needs two frames); got {self.frame_count}"),
             (self.log_every >= 1, f"log_every must be >= 1; got {self.log_every}"),
             (

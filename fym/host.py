@@ -50,6 +50,17 @@ def shifted_noise_level(u: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * u / (1 + (shift - 1) * u)
 
 
+def unshifted_noise_level(sigma: float, shift: float) -> float:
+    """The inverse of shifted_noise_level: the u in [0, 1] that the shift takes to sigma."""
+    return sigma / (shift - (shift - 1) * sigma)
+
+
+def select_frames(video: torch.Tensor, frames: Sequence[int]) -> torch.Tensor:
+    """Latent frames `frames` (K ints) of video (B, C, T, H, W): (B, C, K, H, W), cut by slices (no index tensor
+    is copied to the device)."""
+    return torch.cat([video[:, :, frame : frame + 1] for frame in frames], dim=2)
+
+
 @dataclass(frozen=True)
 class Condition:
     """What a clip is conditioned on besides its noisy latent.
@@ -72,10 +83,9 @@ class Condition:
         """A Condition from a Condition or a bare text embedding (1, L, text_dim)."""
         return condition if isinstance(condition, Condition) else Condition(condition)
 
-    def select(self, frames: torch.Tensor) -> Condition:
-        """The condition of the latent frames `frames` (K,) of the clip, in that order."""
-        cut = {name: value[:, :, frames.to(value.device)] for name, value in self.per_frame.items()}
-        return replace(self, per_frame=cut)
+    def select(self, frames: Sequence[int]) -> Condition:
+        """The condition of the clip's latent frames `frames` (K ints), in that order."""
+        return replace(self, per_frame={name: select_frames(value, frames) for name, value in self.per_frame.items()})
 
     def ungiven(self) -> Condition:
         """The condition of one frame to generate, none given (spatial-stage single frames): the clip's last

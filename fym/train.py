@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ from .checkpoint import FORMAT as CHECKPOINT_FORMAT
 from .checkpoint import Checkpoints, check_resumable, identity
 from .config import TrainConfig
 from .heads import SPATIAL, TEMPORAL, HeadMap
-from .host import GIVEN_CLEAN, Condition, WanHost, WanShape, shifted_noise_level
+from .host import GIVEN_CLEAN, Condition, WanHost, WanShape, select_frames, shifted_noise_level, unshifted_noise_level
 from .lora import MotionLoRA, export, make_adapters
 from .preview import Preview, preview_latent
 
@@ -39,23 +39,29 @@ def sparse_frame_indices(num_frames: int, stride: int, count: int, rng: random.R
     """`count` latent-frame indices of a `num_frames` clip for one training step, increasing, drawn so that every
     frame is drawn over the steps.
 
-    - Window: `count` frames `stride` apart at a random start, when the clip is long enough for the starts to
-      reach every frame ((count - 1) * stride + stride <= num_frames).
-    - Segments: otherwise (a window that could not move, e.g. 5 frames at stride 5 in Wan's 21), one random
-      frame from each of `count` equal parts of the clip (segment sampling, as Temporal Segment Networks, Wang et
-      al. 2016): spread over the whole clip, on average num_frames / count apart.
+    - stride 0 (spread): one random frame from each of `count` equal parts of the clip (segment sampling, as
+      Temporal Segment Networks, Wang et al. 2016), on average num_frames / count apart: the whole clip, as the
+      paper's 16 of 81 video frames at stride 5.
+    - stride N: `count` frames `window_stride(...)` apart (N, or less where N's window could not reach every frame)
+      at a random start.
     """
     if count > num_frames:
         raise ValueError(
             f"frame_count {count} is more than the clip's {num_frames} latent frames; lower frame_count to "
             f"{num_frames} or use a longer clip ({4 * (count - 1) + 1} video frames)"
         )
-    span = (count - 1) * stride + 1
-    if num_frames - span + 1 >= stride:
-        start = rng.randrange(num_frames - span + 1)
-        return [start + stride * i for i in range(count)]
-    bounds = [num_frames * i // count for i in range(count + 1)]
-    return [rng.randrange(low, high) for low, high in zip(bounds[:-1], bounds[1:], strict=True)]
+    if stride == 0:
+        bounds = [num_frames * i // count for i in range(count + 1)]
+        return [rng.randrange(low, high) for low, high in zip(bounds[:-1], bounds[1:], strict=True)]
+    spacing = window_stride(num_frames, stride, count)
+    start = rng.randrange(num_frames - (count - 1) * spacing)
+    return [start + spacing * i for i in range(count)]
+
+
+def window_stride(num_frames: int, stride: int, count: int) -> int:
+    """The spacing a window of `count` frames at most `stride` apart gets in a `num_frames` clip: the widest whose
+    random starts still reach every frame (spacing * count <= num_frames; e.g. at most 4 for 5 of Wan's 21)."""
+    return max(1, min(stride, num_frames // count))
 
 
 def adaptive_rope_positions(indices: list[int]) -> tuple[float, ...]:
@@ -73,7 +79,7 @@ def shifted_sigmas(
 ) -> torch.Tensor:
     """Flow-matching noise levels (count,) on the generator's device: u uniform shifted as Wan samples them,
     shift * u / (1 + (shift - 1) u), with u drawn only where the result falls in noise_range (an A14B expert's)."""
-    low, high = (sigma / (shift - (shift - 1) * sigma) for sigma in noise_range)  # the shift's inverse
+    low, high = (unshifted_noise_level(sigma, shift) for sigma in noise_range)
     u = low + (high - low) * torch.rand(count, generator=generator, device=generator.device)
     return shifted_noise_level(u, shift)
 
@@ -231,7 +237,6 @@ class Run:
     checkpoints: Checkpoints
     identity: dict
     logged: int = 0  # steps whose losses were read back
-    indices: dict = field(default_factory=dict)  # (clip, frame-index tuple) -> device tensor (Run.index)
 
     def optimize(self) -> list[float]:
         config, device = self.config, self.clips[0][0].device
@@ -269,9 +274,7 @@ class Run:
         config = self.config
         clip = frames.randrange(len(self.clips)) if len(self.clips) > 1 else 0  # one clip: the same draws as before
         latents, condition = self.clips[clip]
-        x0, sample_condition, positions = _batch(
-            self.stage, latents, condition, config, frames, lambda chosen: self.index(clip, chosen)
-        )
+        x0, sample_condition, positions = _batch(self.stage, latents, condition, config, frames)
         sigma = shifted_sigmas(1, config.timestep_shift, generator, config.noise_range)
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x_t = sample_condition.noised(x0, noise, sigma)
@@ -284,32 +287,40 @@ class Run:
             loss = loss + config.motion_loss_weight * motion_loss(predicted, target)
         return loss
 
-    def index(self, clip: int, frames: list[int]) -> torch.Tensor:
-        """Clip `clip`'s latent-frame indices as a tensor on its device, made once per distinct set (no copy
-        per step)."""
-        key = (clip, tuple(frames))
-        if key not in self.indices:
-            self.indices[key] = torch.tensor(key[1], device=self.clips[clip][0].device)
-        return self.indices[key]
-
     def _after_step(self, done: int, step_losses, optimizer, generator, frames) -> None:
-        """Log, preview and checkpoint after step `done` (1-based) as due; then the progress callback."""
-        config = self.config
+        """Log, preview and checkpoint after step `done` (1-based) as due; then the progress callback. A preview,
+        a checkpoint and the last step first check that the losses and the LoRA weights are finite, so nothing is
+        shown or written from NaN weights."""
+        config, every = self.config, self.checkpoints.every
         last = done == config.steps
-        if done % config.log_every == 0 or last:
+        preview = self.preview is not None and self.preview.every and (done % self.preview.every == 0 or last)
+        checkpoint = every and self.checkpoints.write is not None and (done % every == 0 or last)
+        if done % config.log_every == 0 or last or preview or checkpoint:
             recent = _check_and_log(self.stage, step_losses[self.logged : done], done)
             self.logged = done
             if self.on_log is not None:
                 self.on_log(done, recent)
-        if self.preview is not None and self.preview.every and (done % self.preview.every == 0 or last):
+        if last or preview or checkpoint:
+            self._check_weights(done)
+        if preview:
             latents, condition = self.clips[0]
-            latent = preview_latent(self.host, latents, condition, self.preview, config.timestep_shift)
+            latent = preview_latent(
+                self.host, latents, condition, self.preview, config.timestep_shift, config.noise_range
+            )
             self.preview.show(done, latent)
-        every = self.checkpoints.every
-        if every and self.checkpoints.write is not None and (done % every == 0 or last):
+        if checkpoint:
             self.checkpoints.write(self._state(done, step_losses, optimizer, generator, frames))
         if self.on_step is not None:
             self.on_step(done)
+
+    def _check_weights(self, done: int) -> None:
+        """NonFiniteLoss if a LoRA weight is NaN or infinite after step `done` (one read back from the device)."""
+        finite = torch.stack([p.detach().isfinite().all() for a in self.adapters.values() for p in a.parameters()])
+        if not finite.all():
+            raise NonFiniteLoss(
+                f"{self.stage} LoRA training: the LoRA weights became NaN or infinite by step {done}; nothing was "
+                "saved. Lower the learning rate or train in float32/bfloat16 instead of float16"
+            )
 
     def _state(self, done: int, step_losses, optimizer, generator, frames) -> dict:
         return {
@@ -346,11 +357,10 @@ class Run:
         return done
 
 
-def _batch(stage, latents, condition, config, frames: random.Random, index=None):
+def _batch(stage, latents, condition, config, frames: random.Random):
     """One training sample: x0 (1, C, K, H, W), its Condition, and its temporal RoPE positions (K floats) or None
-    (stock 0..K-1). With a given first frame, latent frame 0 leads every sparse sample. `index` turns frame
-    numbers into a device index tensor (default: a new one)."""
-    index = index or (lambda chosen: torch.tensor(chosen, device=latents.device))
+    (stock 0..K-1). With a given first frame, latent frame 0 leads every sparse sample. Frames are cut by Python
+    indices, so nothing is copied to the device."""
     if stage == SPATIAL:
         chosen = frames.randrange(latents.shape[0])
         return latents[chosen : chosen + 1], condition.ungiven(), None
@@ -360,8 +370,7 @@ def _batch(stage, latents, condition, config, frames: random.Random, index=None)
     if condition.first_frame is not None and chosen[0] != 0:
         chosen = [0, *chosen]
     positions = adaptive_rope_positions(chosen) if config.adaptive_rope else None
-    on_device = index(chosen)
-    return latents.index_select(2, on_device), condition.select(on_device), positions
+    return select_frames(latents, chosen), condition.select(chosen), positions
 
 
 def _check_and_log(stage: str, recent: torch.Tensor, done: int) -> list[float]:

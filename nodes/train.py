@@ -354,13 +354,11 @@ class TemporalLoRATrain(io.ComfyNode):
                 io.Int.Input(
                     "frame_stride",
                     default=TEMPORAL.frame_stride,
-                    min=1,
+                    min=0,
                     max=64,
-                    tooltip="Latent frames between sampled frames when the clip is long enough for this window to reach every frame "
-                    "((frame_count - 1) x stride + stride latent frames or more); on a shorter clip each step takes one random frame from each of "
-                    "frame_count equal parts instead (81 video frames = 21 latent: 5 frames about 4 apart). One latent frame = 4 video frames. "
-                    "The paper strides video frames by 5 and re-encodes them, 4 per latent, so its latents are also 20 video frames apart; "
-                    "here each latent holds 4 consecutive frames (README: Sparse frames).",
+                    tooltip="Latent frames between the sampled frames (1 = 4 video frames). 0 = spread over the whole "
+                    "clip, one random frame per equal part, as the paper's 16 of 81 frames. N = N apart at a random "
+                    "start, lowered where needed so that every frame is trained; smaller = shorter-range motion.",
                 ),
                 io.Int.Input(
                     "frame_count",

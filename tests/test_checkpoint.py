@@ -11,14 +11,14 @@ from fym.checkpoint import Checkpoints, load_state, save_state
 from fym.config import PREVIEW_STEPS, SPATIAL, TEMPORAL
 from fym.host import GIVEN_CLEAN, Condition
 from fym.preview import Preview
-from fym.train import train_stage
+from fym.train import NonFiniteLoss, train_stage
 
 TEMPORAL_TINY = replace(TEMPORAL, steps=6, rank=4, alpha=4.0, learning_rate=1e-2, frame_stride=2, frame_count=3)
 
 
-def checkpointed_run(host, clip, context, tmp_path, config, resume=None, stop_after=None, model=(1.0,)):
+def checkpointed_run(host, clip, context, tmp_path, config, resume=None, stop_after=None, model=(1.0,), **more):
     """Train the temporal stage writing a checkpoint every 2 steps under tmp_path; stop (as Cancel does) after
-    step `stop_after`. Returns (result or None, {step: path})."""
+    step `stop_after`; `more` goes to train_stage (on_log, preview). Returns (result or None, {step: path})."""
     written = {}
 
     def write(state):
@@ -33,7 +33,7 @@ def checkpointed_run(host, clip, context, tmp_path, config, resume=None, stop_af
     checkpoints = Checkpoints(every=2, write=write, resume=resume, model=list(model))
     try:
         result = train_stage(
-            host, "temporal", clip, context, split_map(host.shape), config, on_step, checkpoints=checkpoints
+            host, "temporal", clip, context, split_map(host.shape), config, on_step, checkpoints=checkpoints, **more
         )
     except KeyboardInterrupt:
         return None, written
@@ -149,3 +149,65 @@ def test_a_resumed_run_on_several_clips_gives_the_same_lora(host, clip, context,
     _, written = checkpointed_run(host, clips, captions, tmp_path, TEMPORAL_TINY, stop_after=3)
     resumed, _ = checkpointed_run(host, clips, captions, tmp_path, TEMPORAL_TINY, resume=load_state(written[2]))
     assert resumed.losses == whole.losses
+
+
+class Poisoned:
+    """The tiny host, whose training velocity is NaN from training call `from_call` on (previews run no-grad)."""
+
+    def __init__(self, host, from_call: int) -> None:
+        self.host, self.from_call, self.calls, self.sigmas = host, from_call, 0, []
+        self.shape, self.attach, self.detach, self.checkpointing = host.shape, host.attach, host.detach, host.checkpointing
+
+    def velocity(self, x_t, sigma, condition, frame_positions=None):
+        if not torch.is_grad_enabled():
+            self.sigmas.append(float(sigma))
+            return self.host.velocity(x_t, sigma, condition, frame_positions)
+        self.calls += 1
+        velocity = self.host.velocity(x_t, sigma, condition, frame_positions)
+        return velocity * float("nan") if self.calls >= self.from_call else velocity
+
+
+def test_no_checkpoint_or_preview_is_made_from_nan_weights(host, clip, context, tmp_path):
+    """Code review 25.10: between log points (log_every 100) a NaN from step 3 on must stop the run before the
+    step-4 checkpoint and preview, not leave NaN weights on disk or on the node."""
+    previews = []
+    with pytest.raises(NonFiniteLoss, match="by step 4; nothing was saved"):
+        checkpointed_run(Poisoned(host, from_call=3), clip, context, tmp_path, replace(TEMPORAL_TINY, log_every=100),
+                            preview=Preview(every=2, show=lambda step, latent: previews.append(step)))  # fmt: skip
+    assert sorted(os.listdir(tmp_path)) == ["run0_step2.pt"] and previews == [2]
+    assert host.attached_keys() == []
+
+
+def test_no_checkpoint_is_written_from_weights_that_became_nan_after_a_finite_loss(host, clip, context, tmp_path):
+    """The weights are checked too: a LoRA factor turned NaN after step 4's finite loss is caught before its
+    checkpoint."""
+
+    adapters = {}
+    attach = host.attach
+    host.attach = lambda key, attached: (adapters.update(attached), attach(key, attached))[1]
+
+    def poison(step, losses):
+        if step == 4:
+            with torch.no_grad():
+                next(iter(adapters.values())).lora_up.fill_(float("nan"))
+
+    with pytest.raises(NonFiniteLoss, match="LoRA weights became NaN or infinite by step 4"):
+        checkpointed_run(host, clip, context, tmp_path, replace(TEMPORAL_TINY, log_every=2), on_log=poison)
+    assert sorted(os.listdir(tmp_path)) == ["run0_step2.pt"]
+
+
+@pytest.mark.parametrize("expert_range", [(0.9, 1.0), (0.0, 0.9), (0.0, 1.0)])
+def test_previews_of_an_expert_run_only_in_its_noise_range(host, clip, context, expert_range):
+    """Code review 25.9: a Wan 2.2 A14B expert's preview calls the model only at the noise levels it runs at
+    (the low-noise expert from the reference noised to 0.9, the high-noise one down to 0.9 then straight to 0)."""
+    poisoned = Poisoned(host, from_call=10**9)  # never NaN: only records the preview's sigmas
+    config = replace(TEMPORAL_TINY, steps=1, noise_range=expert_range)
+    shown = []
+    train_stage(poisoned, "temporal", clip, context, split_map(host.shape), config,
+                preview=Preview(every=1, show=lambda step, latent: shown.append(latent), frames=3))  # fmt: skip
+    low, high = expert_range
+    assert len(poisoned.sigmas) == PREVIEW_STEPS + (low > 0)
+    assert all(low - 1e-6 <= s <= high + 1e-6 for s in poisoned.sigmas), poisoned.sigmas
+    assert poisoned.sigmas[0] == pytest.approx(high, abs=1e-6)
+    assert low == 0 or poisoned.sigmas[-1] == pytest.approx(low, abs=1e-6)  # then the estimate of the clean clip
+    assert shown[0].shape == (1, 16, 3, 8, 8) and torch.isfinite(shown[0]).all()

@@ -14,6 +14,7 @@ from fym.train import (
     motion_loss,
     shifted_sigmas,
     sparse_frame_indices,
+    window_stride,
     train_stage,
 )
 
@@ -24,35 +25,42 @@ def split_map(shape):
     return HeadMap(shape, s, [[0.5] * shape.num_heads] * shape.num_layers, 1.3, [0.5], 1, 64)
 
 
-@pytest.mark.parametrize("num_frames,stride,count", [(9, 2, 3), (13, 3, 3), (6, 1, 2), (30, 5, 5)])
-def test_a_long_enough_clip_gets_a_strided_window_at_every_start(num_frames, stride, count):
+@pytest.mark.parametrize(
+    "num_frames,stride,count,spacing",
+    [(9, 2, 3, 2), (13, 3, 3, 3), (6, 1, 2, 1), (30, 5, 5, 5), (21, 5, 5, 4), (9, 2, 5, 1), (22, 5, 5, 4), (5, 3, 5, 1)],
+)
+def test_a_stride_gives_a_window_that_moves_over_every_frame(num_frames, stride, count, spacing):
+    """Code review 25.7: the stride is used as given where its window can reach every frame, and otherwise
+    lowered to the widest that can (5 at stride 5 in Wan's 21 latent frames: 4), never a fixed window."""
+    assert window_stride(num_frames, stride, count) == spacing
     rng = random.Random(0)
-    span = (count - 1) * stride + 1
-    starts = set()
-    for _ in range(300):
-        indices = sparse_frame_indices(num_frames, stride, count, rng)
-        assert len(indices) == count and all(isinstance(i, int) for i in indices)
-        assert all(b - a == stride for a, b in zip(indices[:-1], indices[1:], strict=True))
-        assert 0 <= min(indices) and max(indices) <= num_frames - 1
-        starts.add(indices[0])
-    assert starts == set(range(num_frames - span + 1))  # the window moves over the whole clip, never past it
-
-
-@pytest.mark.parametrize("num_frames,stride,count", [(21, 5, 5), (9, 2, 5), (9, 3, 4), (22, 5, 5), (5, 1, 5)])
-def test_a_window_that_could_not_move_becomes_one_frame_per_segment_and_every_frame_is_drawn(num_frames, stride, count):
-    """F2 of the code review: 5 frames at stride 5 fill Wan's 21 latent frames, so a window always drew the same
-    5. Segments draw one frame from each of `count` equal parts instead: increasing, inside the clip, every frame
-    drawn over the steps, and no error for a span longer than the clip."""
-    rng = random.Random(0)
-    seen, draws = set(), set()
+    starts, seen = set(), set()
     for _ in range(400):
         indices = sparse_frame_indices(num_frames, stride, count, rng)
-        assert len(indices) == count and indices == sorted(set(indices))
-        assert 0 <= indices[0] and indices[-1] < num_frames
+        assert len(indices) == count and all(isinstance(i, int) for i in indices)
+        assert all(b - a == spacing for a, b in zip(indices[:-1], indices[1:], strict=True))
+        assert 0 <= min(indices) and max(indices) <= num_frames - 1
+        starts.add(indices[0])
         seen.update(indices)
-        draws.add(tuple(indices))
+    assert starts == set(range(num_frames - (count - 1) * spacing))  # every start, never past the clip
     assert seen == set(range(num_frames))
-    assert len(draws) > 1 or num_frames == count
+
+
+@pytest.mark.parametrize("num_frames,count", [(21, 5), (9, 5), (9, 4), (22, 5), (5, 5)])
+def test_stride_0_spreads_one_frame_per_segment_and_every_frame_is_drawn(num_frames, count):
+    """Stride 0 (the default): one frame from each of `count` equal parts: increasing, inside its part, every
+    frame drawn over the steps, and the spacing varies (not a window)."""
+    rng = random.Random(0)
+    bounds = [num_frames * i // count for i in range(count + 1)]
+    seen, spacings = set(), set()
+    for _ in range(400):
+        indices = sparse_frame_indices(num_frames, 0, count, rng)
+        assert len(indices) == count
+        assert all(low <= i < high for i, low, high in zip(indices, bounds[:-1], bounds[1:], strict=True))
+        seen.update(indices)
+        spacings.update(b - a for a, b in zip(indices[:-1], indices[1:], strict=True))
+    assert seen == set(range(num_frames))
+    assert len(spacings) > 1 or num_frames == count
 
 
 def test_more_frames_than_the_clip_has_is_refused_with_what_to_change():
@@ -67,7 +75,7 @@ def test_adaptive_rope_positions_are_the_full_clip_indices(indices):
     assert positions == tuple(float(i) for i in indices) and all(isinstance(p, float) for p in positions)
 
 
-@pytest.mark.parametrize("stride,count", [(2, 3), (1, 4), (3, 3)])
+@pytest.mark.parametrize("stride,count", [(2, 3), (1, 4), (3, 3), (0, 4)])
 def test_temporal_batches_carry_each_sampled_frames_full_clip_position(stride, count):
     """Frame t of the clip holds the value t, so each sampled frame shows which clip frame it came from; its RoPE
     position must be that index (not eq. 2's i * F / F_samp, which differs whenever stride != F / F_samp)."""
@@ -81,7 +89,7 @@ def test_temporal_batches_carry_each_sampled_frames_full_clip_position(stride, c
         assert x0.shape == (1, 16, count, 2, 2)
         shown = x0[0, 0, :, 0, 0]
         assert positions is not None and list(positions) == shown.tolist()
-        assert (shown.diff() == stride).all()
+        assert (shown.diff() == stride).all() or stride == 0
         firsts.add(int(shown[0]))
     assert len(firsts) > 1  # the window moves
     text_only = Condition(torch.zeros(1, 4, 8))
@@ -176,13 +184,21 @@ def test_two_stage_training_lowers_the_loss_on_a_fixed_clip(host, clip, context)
     assert result.lora.metadata["heads"] == {"0": [1, 3], "1": [1, 3]}
 
 
+def untouched(host, clip, context) -> torch.Tensor:
+    """The host's velocity on a fixed input: equal before and after a run that leaves the model as it was."""
+    with torch.no_grad():
+        return host.velocity(clip, torch.tensor([0.7]), context)
+
+
 def test_non_finite_loss_stops_training(host, clip, context):
+    before = untouched(host, clip, context)
     bad = clip.clone()
     bad[0, 0, 0, 0, 0] = float("nan")
     frames = bad[0].transpose(0, 1).unsqueeze(2)[:1]
     with pytest.raises(NonFiniteLoss, match="nothing was saved"):
         train_stage(host, "spatial", frames, context, split_map(host.shape), replace(SPATIAL, steps=5, log_every=2))
-    assert not any("parametrizations" in name for name, _ in host.model.named_parameters())
+    assert host.attached_keys() == []  # the adapters are gone
+    assert torch.equal(untouched(host, clip, context), before)
 
 
 def test_bad_inputs_fail_before_training(host, clip, context):
@@ -208,6 +224,8 @@ def test_config_validation(field, value):
 
 
 def test_cancel_from_on_step_leaves_the_model_clean(host, clip, context):
+    before = untouched(host, clip, context)
+
     def cancel(step):
         if step == 2:
             raise KeyboardInterrupt
@@ -222,7 +240,8 @@ def test_cancel_from_on_step_leaves_the_model_clean(host, clip, context):
             replace(TEMPORAL, steps=10, frame_stride=1, frame_count=3),
             on_step=cancel,
         )
-    assert not any("parametrizations" in name for name, _ in host.model.named_parameters())
+    assert host.attached_keys() == []
+    assert torch.equal(untouched(host, clip, context), before)
 
 
 def test_a_clean_first_frame_enters_clean_and_stays_out_of_the_loss(host, clip, context):
