@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from .host import GIVEN_BY_CONCAT, AdapterHooks, Condition, QKCallback, WanShape
+from .host import GIVEN_BY_CONCAT, AdapterHooks, Condition, QKCallback, RecentTables, WanShape
 
 _DIFFUSERS_NAMES = {"q": "to_q", "k": "to_k", "v": "to_v"}
 
@@ -40,10 +40,9 @@ def tiny_wan(
 class _FramePositionRoPE(nn.Module):
     """diffusers' WanRotaryPosEmbed with the temporal part taken at given (possibly fractional) positions.
 
-    The temporal tables of each set of positions are made once and kept in `tables` on the device, so a step
-    copies nothing to the device."""
+    The temporal tables of recent sets of positions are kept in `tables` on the device."""
 
-    def __init__(self, rope: nn.Module, positions: tuple[float, ...], tables: dict) -> None:
+    def __init__(self, rope: nn.Module, positions: tuple[float, ...], tables: RecentTables) -> None:
         super().__init__()
         self.rope, self.positions, self.tables = rope, positions, tables
 
@@ -54,22 +53,24 @@ class _FramePositionRoPE(nn.Module):
             raise ValueError(f"{len(self.positions)} frame positions for {frames} latent frames")
         per_frame = cos.shape[1] // frames
         key = (self.positions, per_frame, cos.device, cos.dtype)
-        if key not in self.tables:
-            from diffusers.models.embeddings import get_1d_rotary_pos_embed
-
-            t_cos, t_sin = get_1d_rotary_pos_embed(
-                self.rope.t_dim,
-                torch.tensor(self.positions, dtype=torch.float64),
-                use_real=True,
-                repeat_interleave_real=True,
-                freqs_dtype=torch.float64,
-            )
-            self.tables[key] = tuple(t.to(cos).repeat_interleave(per_frame, 0)[None, :, None] for t in (t_cos, t_sin))
-        t_cos, t_sin = self.tables[key]
+        t_cos, t_sin = self.tables.get_or_make(key, lambda: self._temporal(per_frame, cos))
         cos, sin = cos.clone(), sin.clone()
         cos[..., : self.rope.t_dim] = t_cos
         sin[..., : self.rope.t_dim] = t_sin
         return cos, sin
+
+    def _temporal(self, per_frame: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The temporal cos and sin (1, S, 1, t_dim) at self.positions, repeated over each frame's tokens."""
+        from diffusers.models.embeddings import get_1d_rotary_pos_embed
+
+        t_cos, t_sin = get_1d_rotary_pos_embed(
+            self.rope.t_dim,
+            torch.tensor(self.positions, dtype=torch.float64),
+            use_real=True,
+            repeat_interleave_real=True,
+            freqs_dtype=torch.float64,
+        )
+        return tuple(t.to(like).repeat_interleave(per_frame, 0)[None, :, None] for t in (t_cos, t_sin))
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -121,7 +122,7 @@ class DiffusersWan(AdapterHooks):
             yield
             return
         rope = self.model.rope
-        tables = self.__dict__.setdefault("_rope_tables", {})  # kept across steps (a few windows per stage)
+        tables = self.__dict__.setdefault("_rope_tables", RecentTables())
         self.model.rope = _FramePositionRoPE(rope, tuple(float(p) for p in frame_positions), tables)
         try:
             yield

@@ -12,6 +12,7 @@ Hp = H / 2, Wp = W / 2 (Wan's 1x2x2 patches); a head h owns channels h * head_di
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -104,6 +105,24 @@ class Condition:
 
     def to(self, device) -> Condition:
         return replace(self, text=self.text.to(device), per_frame={k: v.to(device) for k, v in self.per_frame.items()})
+
+
+class RecentTables(OrderedDict):
+    """RoPE tables kept on the device by the sets of frame positions they were made for, only the `keep` most
+    recently used: a stage draws a new set most steps (one frame per part of the clip), so an unbounded cache
+    would grow all run (about 1000 sets of several MiB each in 2000 steps at 81 frames)."""
+
+    def __init__(self, keep: int = 4) -> None:
+        super().__init__()
+        self.keep = keep
+
+    def get_or_make(self, key, make: Callable[[], object]):
+        if key not in self:
+            self[key] = make()
+        self.move_to_end(key)
+        while len(self) > self.keep:
+            self.popitem(last=False)
+        return self[key]
 
 
 class WanHost(Protocol):

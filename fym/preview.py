@@ -36,7 +36,12 @@ class Preview:
 
 
 def sample(
-    host: WanHost, reference: torch.Tensor, condition: Condition, steps: int, shift: float, seed: int,
+    host: WanHost,
+    reference: torch.Tensor,
+    condition: Condition,
+    steps: int,
+    shift: float,
+    seed: int,
     noise_range: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
     """Sample a clip shaped like `reference` (1, C, K, H, W) from a seeded noise in `steps` Euler steps on Wan's
@@ -60,7 +65,11 @@ def sample(
 
 
 def preview_latent(
-    host: WanHost, latents: torch.Tensor, condition: Condition, preview: Preview, shift: float,
+    host: WanHost,
+    latents: torch.Tensor,
+    condition: Condition,
+    preview: Preview,
+    shift: float,
     noise_range: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
     """The preview of the current LoRA: the first `preview.frames` latent frames of the training clip

@@ -9,27 +9,33 @@ The one place that knows ComfyUI's Wan internals and how they changed between ho
   module in train mode with `comfy.model_management.in_training` set (so inference-only fused kernels and fp8
   matmuls stay off the gradient path), and PyTorch attention (sage attention and other backends have no
   backward).
+  Linears that would multiply in fp8 (0.3.64's scaled fp8 with fp8_e4m3fn_fast) take their differentiable path.
+  A DynamicVRAM MODEL trains on one non-dynamic copy shared by every MODEL made from it.
 Adapters run beside the frozen linears as forward hooks (fym.host.AdapterHooks), so the update trained is in
-real weight units whatever the weights are stored as. On exit, whatever happened, the hooks are removed and the
-clone is unloaded, so the shared model is left as it was.
+real weight units whatever the weights are stored as. On entry, MODELs sharing the weights are unloaded (so a
+LoRA merged for sampling is taken out first); on exit, whatever happened, the hooks are removed and the clone is
+unloaded, so the shared model is left as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import types
+import weakref
 from collections.abc import Iterator
 
 import comfy.ldm.modules.attention
 import comfy.model_base
 import comfy.model_management
+import comfy.ops
 import comfy.sampler_helpers
 import comfy.samplers
 import torch
 from torch import nn
 
 from ..fym.config import WAN_HEAD_DIM, expert_noise_range
-from ..fym.host import GIVEN_BY_CONCAT, GIVEN_CLEAN, AdapterHooks, Condition, QKCallback, WanShape
+from ..fym.host import GIVEN_BY_CONCAT, GIVEN_CLEAN, AdapterHooks, Condition, QKCallback, RecentTables, WanShape
 from .types import context_of
 
 _SIZES = {1536: "1.3B", 3072: "5B", 5120: "14B"}  # Wan's width -> the size users know it by
@@ -173,8 +179,8 @@ class ComfyWan(AdapterHooks):
 
         Evenly spaced positions (the sparse sampler's) go through the host's own rope_options where it has them
         (shift_t = first position, scale_t = spacing); otherwise one stock rope_encode per frame at its own
-        position (float32 ids: fractional positions stay exact). A training host makes each table once and keeps
-        it (a stage uses a few), so a step builds none.
+        position (float32 ids: fractional positions stay exact). A training host keeps the tables of the last few
+        sets of positions (fym.host.RecentTables), so a repeated window builds none and the cache stays small.
         """
         positions = None if frame_positions is None else tuple(float(p) for p in frame_positions)  # host values
         dm = self.diffusion_model
@@ -186,25 +192,26 @@ class ComfyWan(AdapterHooks):
             if len(steps) == 1:
                 options["rope_options"] = {"shift_t": positions[0], "scale_t": steps.pop()}
                 per_frame = False
-        tables = self.__dict__.setdefault("_rope_tables", {}) if self.training and outer is None else {}
+        tables = self.__dict__.setdefault("_rope_tables", RecentTables()) if self.training and outer is None else None
 
         def rope_encode(t, h, w, t_start=0, steps_t=None, steps_h=None, steps_w=None, device=None, dtype=None, **kw):
             rope_options = (kw.get("transformer_options") or {}).get("rope_options") or {}
             named = tuple(sorted((k, v) for k, v in kw.items() if k != "transformer_options"))
             key = (positions, t, h, w, t_start, steps_t, steps_h, steps_w, device, dtype, named,
                    tuple(sorted(rope_options.items())))  # fmt: skip
-            if key not in tables:
+
+            def make():
                 if not per_frame:
-                    tables[key] = stock(t, h, w, t_start, steps_t, steps_h, steps_w, device, dtype, **kw)
-                elif t != len(positions):
+                    return stock(t, h, w, t_start, steps_t, steps_h, steps_w, device, dtype, **kw)
+                if t != len(positions):
                     raise ValueError(f"{len(positions)} frame positions for {t} latent frames")
-                else:
-                    tables[key] = torch.cat([
-                        stock(1, h, w, t_start=p, steps_h=steps_h, steps_w=steps_w, device=device, dtype=torch.float32,
-                              **kw)
-                        for p in positions
-                    ], dim=1)  # fmt: skip
-            return tables[key]
+                return torch.cat([
+                    stock(1, h, w, t_start=p, steps_h=steps_h, steps_w=steps_w, device=device, dtype=torch.float32,
+                          **kw)
+                    for p in positions
+                ], dim=1)  # fmt: skip
+
+            return make() if tables is None else tables.get_or_make(key, make)
 
         dm.rope_encode = rope_encode  # instance attribute, shadows the method for this call only
         try:
@@ -305,12 +312,58 @@ def training_dtype(patcher) -> torch.dtype:
     return torch.bfloat16 if comfy.model_management.should_use_bf16(patcher.load_device) else torch.float32
 
 
+_DELEGATES = weakref.WeakKeyDictionary()  # a dynamic MODEL's module -> ComfyUI's override of its non-dynamic copy
+
+
 def _non_dynamic_clone(model):
     """A clone that loads the usual way. Newer hosts' dynamic-VRAM patchers stream weights through shared
-    buffers that autograd cannot keep; their non-dynamic delegate is a second copy read from disk, once."""
-    if getattr(model, "is_dynamic", lambda: False)():
-        return model.get_non_dynamic_delegate()
-    return model.clone()
+    buffers that autograd cannot keep; a non-dynamic clone is a second copy read from disk. It is read once per
+    loaded model and shared by every MODEL made from it (a LoRA'd one too), as ComfyUI shares the weights of
+    clones: 4 training nodes on 2 experts keep 2 copies, not 4."""
+    if not getattr(model, "is_dynamic", lambda: False)():
+        return model.clone()
+    clone = model.clone(disable_dynamic=True, model_override=_DELEGATES.get(model.model))
+    _DELEGATES[model.model] = clone.get_clone_model_override()
+    return clone
+
+
+def _unload_sharing(patcher) -> None:
+    """Unload every loaded MODEL that shares `patcher`'s weights (e.g. a LoRA'd clone that was just sampled), so
+    ComfyUI unpatches them and the weights saved for `tensors_put_back` are the unpatched ones."""
+    loaded = comfy.model_management.current_loaded_models
+    for index in reversed(range(len(loaded))):
+        other = loaded[index].model
+        if other is not None and other.model is patcher.model:
+            loaded.pop(index).model_unload()
+
+
+def _multiplies_in_fp8(module: nn.Module) -> bool:
+    """Whether `module` is ComfyUI 0.3.64's scaled-fp8 linear with fp8 matrix multiplication on (fp8_scaled
+    weights loaded as fp8_e4m3fn_fast on an fp8 card): its torch._scaled_mm has no backward."""
+    method = getattr(type(module), "forward_comfy_cast_weights", None)
+    return inspect.isfunction(method) and inspect.getclosurevars(method).nonlocals.get("fp8_matrix_mult") is True
+
+
+def _scaled_fp8_forward(self, input):
+    """The same op's own path when fp8 compute is off (differentiable): the weight cast to the input's dtype,
+    with its patches, times scale_weight."""
+    weight, bias = comfy.ops.cast_bias_weight(self, input)
+    return torch.nn.functional.linear(
+        input, weight * self.scale_weight.to(device=weight.device, dtype=weight.dtype), bias
+    )
+
+
+@contextlib.contextmanager
+def _differentiable_linears(module: nn.Module) -> Iterator[None]:
+    """Linears that multiply in fp8 (no backward) run their differentiable path while the block runs."""
+    switched = [sub for sub in module.modules() if _multiplies_in_fp8(sub)]
+    for sub in switched:
+        sub.forward_comfy_cast_weights = types.MethodType(_scaled_fp8_forward, sub)
+    try:
+        yield
+    finally:
+        for sub in switched:
+            del sub.forward_comfy_cast_weights
 
 
 @contextlib.contextmanager
@@ -364,13 +417,18 @@ def training_host(model, latent_shape: tuple[int, ...], gradient_checkpointing: 
     """
     with torch.inference_mode(False):
         patcher = _non_dynamic_clone(model)
+        _unload_sharing(patcher)
         try:
             with tensors_put_back(patcher.model.diffusion_model):
                 _load_for_training(patcher, latent_shape, gradient_checkpointing)
                 host = ComfyWan(patcher, training=True)
                 try:
                     make_autograd_safe(host.diffusion_model)
-                    with torch.enable_grad(), _in_training(host.diffusion_model):
+                    with (
+                        torch.enable_grad(),
+                        _in_training(host.diffusion_model),
+                        _differentiable_linears(host.diffusion_model),
+                    ):
                         host.diffusion_model.requires_grad_(False)  # only the adapters train
                         yield host
                 finally:

@@ -156,7 +156,12 @@ class Poisoned:
 
     def __init__(self, host, from_call: int) -> None:
         self.host, self.from_call, self.calls, self.sigmas = host, from_call, 0, []
-        self.shape, self.attach, self.detach, self.checkpointing = host.shape, host.attach, host.detach, host.checkpointing
+        self.shape, self.attach, self.detach, self.checkpointing = (
+            host.shape,
+            host.attach,
+            host.detach,
+            host.checkpointing,
+        )
 
     def velocity(self, x_t, sigma, condition, frame_positions=None):
         if not torch.is_grad_enabled():

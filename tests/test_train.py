@@ -14,8 +14,8 @@ from fym.train import (
     motion_loss,
     shifted_sigmas,
     sparse_frame_indices,
-    window_stride,
     train_stage,
+    window_stride,
 )
 
 
@@ -27,7 +27,16 @@ def split_map(shape):
 
 @pytest.mark.parametrize(
     "num_frames,stride,count,spacing",
-    [(9, 2, 3, 2), (13, 3, 3, 3), (6, 1, 2, 1), (30, 5, 5, 5), (21, 5, 5, 4), (9, 2, 5, 1), (22, 5, 5, 4), (5, 3, 5, 1)],
+    [
+        (9, 2, 3, 2),
+        (13, 3, 3, 3),
+        (6, 1, 2, 1),
+        (30, 5, 5, 5),
+        (21, 5, 5, 4),
+        (9, 2, 5, 1),
+        (22, 5, 5, 4),
+        (5, 3, 5, 1),
+    ],
 )
 def test_a_stride_gives_a_window_that_moves_over_every_frame(num_frames, stride, count, spacing):
     """Code review 25.7: the stride is used as given where its window can reach every frame, and otherwise
@@ -296,3 +305,21 @@ def test_several_clips_are_drawn_evenly_each_with_its_own_caption(host, context)
     listed = train_stage(host, "temporal", clips[:1], [context], split_map(host.shape), replace(config, steps=4))
     for key, value in alone.lora.state_dict.items():
         assert torch.equal(value, listed.lora.state_dict[key]), key
+
+
+def test_the_rope_table_cache_stays_small_over_a_run(host, context):
+    """Code review 25.2: spread frames draw a new set of positions most steps (21 latent frames: 1280 sets), so
+    a cache by set grew all run; only the last few are kept."""
+    from conftest import synthetic_clip
+
+    clip = synthetic_clip(frames=21, size=4, seed=0)
+    config = replace(TEMPORAL, steps=30, rank=4, alpha=4.0, learning_rate=1e-3, log_every=30)
+    drawn = set()
+    velocity = host.velocity
+    host.velocity = lambda x_t, sigma, condition, positions=None: (
+        drawn.add(positions),
+        velocity(x_t, sigma, condition, positions),
+    )[1]
+    train_stage(host, "temporal", clip, context, split_map(host.shape), config)
+    assert len(drawn) > 20  # many sets were drawn...
+    assert 1 <= len(host._rope_tables) <= host._rope_tables.keep  # ...and few are kept

@@ -12,7 +12,8 @@ from .comfy_server import UNET_FP8_SCALED_NAME, UNET_NAME
 from .test_harness import random_conditioning
 from .test_pack import reference_nodes
 
-# (checkpoint, UNETLoader weight_dtype, compute dtype asked of the model)
+FP8_CARD = "FYMTest_FP8CardUNETLoader"  # UNETLoader as on a card with fp8 compute
+# (checkpoint, UNETLoader weight_dtype, compute dtype asked of the model[, loader])
 LOADS = {
     "fp32": (UNET_NAME, "default", "model"),
     "bf16 compute": (UNET_NAME, "default", "bf16"),
@@ -20,14 +21,17 @@ LOADS = {
     "fp8 storage": (UNET_NAME, "fp8_e4m3fn", "model"),
     "fp8_scaled": (UNET_FP8_SCALED_NAME, "default", "model"),
     "fp8_scaled, bf16 compute": (UNET_FP8_SCALED_NAME, "default", "bf16"),
+    # code review 25.4: 0.3.64 multiplies these in fp8 (torch._scaled_mm, no backward): a crash on the first step
+    "fp8_scaled as fp8_e4m3fn_fast, fp8 card": (UNET_FP8_SCALED_NAME, "fp8_e4m3fn_fast", "model", FP8_CARD),
+    "fp8 fast, fp8 card": (UNET_NAME, "fp8_e4m3fn_fast", "model", FP8_CARD),
 }
 
 
-def host_check(comfy, check: str, unet: str, weight_dtype: str, compute_dtype: str) -> dict:
+def host_check(comfy, check: str, unet: str, weight_dtype: str, compute_dtype: str, loader="UNETLoader") -> dict:
     graph = reference_nodes()
     graph.update(
         {
-            "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": unet, "weight_dtype": weight_dtype}},
+            "unet": {"class_type": loader, "inputs": {"unet_name": unet, "weight_dtype": weight_dtype}},
             "caption": random_conditioning(1),
             "check": {
                 "class_type": "FYMTest_HostCheck",
@@ -67,3 +71,14 @@ def test_adaptive_rope_uses_the_full_clip_positions(comfy):
     result = host_check(comfy, "adaptive_rope", UNET_NAME, "default", "model")
     assert result["stock_vs_expected"] > 1e-5, result  # positions 0, 1 change the output measurably
     assert result["adaptive_vs_expected"] < result["stock_vs_expected"] / 100, result
+
+
+def test_training_nodes_share_one_copy_of_a_dynamic_vram_model(comfy):
+    """Code review 25.5: with DynamicVRAM (ComfyUI 0.33+, NVIDIA's default) training needs a non-dynamic copy of
+    the weights; Spatial and Temporal LoRA Train on one expert (its MODEL and the LoRA'd clone) and a re-run
+    share one copy read from disk once, not one each (workflow 03: 2 copies, was 4)."""
+    result = host_check(comfy, "dynamic_delegates", UNET_NAME, "default", "model")
+    if "skipped" in result:
+        pytest.skip(result["skipped"])
+    assert result["reads"] == 1 and result["disable_dynamic"] == [True], result
+    assert result["shared"] and result["not_the_dynamic_one"], result

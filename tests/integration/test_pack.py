@@ -447,6 +447,30 @@ def test_model_unpatched_after_training(comfy):
     assert torch.equal(before, after_failure), (before - after_failure).abs().max()
 
 
+def test_sampling_the_spatial_model_then_training_leaves_the_base_model_unpatched(comfy):
+    """Code review 25.1: sample with Spatial LoRA Train's model (ComfyUI keeps it loaded, its LoRA merged into the
+    shared weights), then train the temporal stage on it: the plain base model must still sample what it sampled
+    before, not what the spatial-LoRA model did."""
+    import torch
+
+    prefix = unique("fym_spatial_sampled")
+    base = {"unet": {"class_type": "UNETLoader", "inputs": {"unet_name": UNET_NAME, "weight_dtype": "default"}}}
+    before = load_saved_latent(comfy.run({**base, **sampling_nodes(["unet", 0], prefix, nonce=21)}), "save")
+
+    graph = training_nodes(seed=13, learning_rate=0.5, temporal=False)
+    graph.update(sampling_nodes(["spatial", 0], prefix, "_spatial", nonce=22))
+    spatial = load_saved_latent(comfy.run(graph, timeout=600), "save_spatial")
+    assert (spatial - before).abs().max() > 1e-3, "the spatial LoRA changed nothing; the test proves nothing"
+
+    graph = training_nodes(seed=13, learning_rate=0.5)
+    graph["loss"] = {"class_type": "LossGraphNode", "inputs": {"loss": ["temporal", 2], "filename_prefix": prefix}}
+    entry = comfy.run(graph, timeout=600)
+    cached = next(data["nodes"] for event, data in entry["status"]["messages"] if event == "execution_cached")
+    assert "spatial" in cached and "temporal" not in cached
+    after = load_saved_latent(comfy.run({**base, **sampling_nodes(["unet", 0], prefix, nonce=23)}), "save")
+    assert torch.equal(after, before), (after - before).abs().max()
+
+
 # -- errors -------------------------------------------------------------------------------------------------------
 
 

@@ -263,6 +263,11 @@ class HostCheck(io.ComfyNode):
     what the exported file changes when applied through Apply Motion LoRA (ComfyUI's own patching).
     check "adaptive_rope": the velocity of latent frames 0 and 2 at their full-clip positions, against the
     same frames run with stock RoPE rows 0 and 2 taken from a 3-frame rope_encode, and against positions 0, 1.
+    check "dynamic_delegates": how many copies of the weights training reads from disk for a DynamicVRAM MODEL
+    and a LoRA'd clone of it (Spatial and Temporal LoRA Train on one expert). A stand-in: ComfyUI's own
+    ModelPatcher with is_dynamic() true, since a CPU load never makes a ModelPatcherDynamic; clone() and the
+    loader's cached_patcher_init (which reads the copies) and ModelPatcherDynamic.get_non_dynamic_delegate are
+    the host's own.
     """
 
     @classmethod
@@ -274,7 +279,7 @@ class HostCheck(io.ComfyNode):
                 io.Model.Input("model"),
                 io.Latent.Input("video_latent"),
                 io.Conditioning.Input("positive"),
-                io.Combo.Input("check", options=["export", "adaptive_rope"]),
+                io.Combo.Input("check", options=["export", "adaptive_rope", "dynamic_delegates"]),
                 io.Combo.Input("compute_dtype", options=["model", "bf16"]),
                 io.String.Input("filename_prefix", default="host_check"),
             ],
@@ -289,8 +294,8 @@ class HostCheck(io.ComfyNode):
         if compute_dtype == "bf16":
             model = model.clone()
             model.set_model_compute_dtype(torch.bfloat16)
-        run = cls.export if check == "export" else cls.adaptive_rope
-        result = run(model, video_latent["samples"], positive[0][0])
+        run = {"export": cls.export, "adaptive_rope": cls.adaptive_rope, "dynamic_delegates": cls.dynamic_delegates}
+        result = run[check](model, video_latent["samples"], positive[0][0])
         path = output_file(filename_prefix, "json")
         with open(path, "w") as handle:
             json.dump(result, handle)
@@ -340,6 +345,39 @@ class HostCheck(io.ComfyNode):
         }
 
     @staticmethod
+    def dynamic_delegates(model, samples, context):
+        if not hasattr(model, "get_clone_model_override") or getattr(model, "cached_patcher_init", None) is None:
+            return {"skipped": "this host has no DynamicVRAM (no clone model override or cached_patcher_init)"}
+        wan_host = pack_module("nodes.wan_host")
+        reads = []
+        loader, arguments = model.cached_patcher_init[:2]
+
+        def counted(*args, **kwargs):
+            reads.append(kwargs.get("disable_dynamic"))
+            return loader(*args, **kwargs)
+
+        import comfy.model_patcher
+
+        class StandIn(type(model)):
+            non_dynamic_delegate_model = None
+            get_non_dynamic_delegate = comfy.model_patcher.ModelPatcherDynamic.get_non_dynamic_delegate
+
+            def is_dynamic(self):
+                return True
+
+        dynamic = StandIn(model.model, model.load_device, model.offload_device)
+        dynamic.cached_patcher_init = (counted, arguments)
+        lora_clone = dynamic.clone()  # what Apply Motion LoRA / Spatial LoRA Train's model output is
+        lora_clone.add_patches({}, 1.0)
+        modules = []
+        x = samples[:, :, :1]
+        for patcher in (dynamic, lora_clone, dynamic):
+            with wan_host.training_host(patcher, tuple(x.shape), False) as host:
+                modules.append(host.diffusion_model)
+        return {"reads": len(reads), "disable_dynamic": reads, "shared": all(m is modules[0] for m in modules),
+                "not_the_dynamic_one": modules[0] is not model.model.diffusion_model}  # fmt: skip
+
+    @staticmethod
     def adaptive_rope(model, samples, context):
         wan_host = pack_module("nodes.wan_host")
         x = samples[:, :, [0, 2]]
@@ -366,12 +404,42 @@ class HostCheck(io.ComfyNode):
         }
 
 
+class FP8CardUNETLoader(io.ComfyNode):
+    """Core UNETLoader's load as on a card with fp8 compute (H100, RTX 4090): ComfyUI is told the CPU supports
+    fp8 compute while it builds the model, so it picks the ops a user's fp8 card gets (0.3.64: scaled fp8 with
+    fp8 matrix multiplication, torch._scaled_mm, which a CPU torch runs too)."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FYMTest_FP8CardUNETLoader",
+            category="FYM/test",
+            inputs=[
+                io.String.Input("unet_name"),
+                io.Combo.Input("weight_dtype", options=["default", "fp8_e4m3fn_fast"]),
+            ],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, unet_name, weight_dtype) -> io.NodeOutput:
+        from unittest import mock
+
+        import comfy.model_management
+
+        import nodes
+
+        with mock.patch.object(comfy.model_management, "supports_fp8_compute", lambda *args, **kwargs: True):
+            (model,) = nodes.UNETLoader().load_unet(unet_name, weight_dtype)
+        return io.NodeOutput(model)
+
+
 class FYMTestExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [
             RandomConditioning, RandomClipVision, SyntheticVideo, LatentStats, LatentOp, MotionBenchClip,
-            MotionBenchFirstFrame, HostCheck,
+            MotionBenchFirstFrame, HostCheck, FP8CardUNETLoader,
         ]  # fmt: skip
 
 
