@@ -12,8 +12,10 @@ them with `weights_only=True`, so a checkpoint cannot run code.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -128,3 +130,52 @@ def load_state(path: str) -> dict:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{os.path.basename(path)} is not a Follow-Your-Motion training checkpoint")
     return state
+
+
+class RunFiles:
+    """`Checkpoints.write` for a folder: a run's states as <folder>/<stage>_<run>_step<step>.pt, the run number
+    the first free one when the run writes its first checkpoint. Never overwrites. Keeps the run's newest
+    KEEP_PER_RUN files, and in the folder the newest KEEP_RUNS runs of the stage (this one among them) plus the
+    run resumed from: older runs' files go when a run writes its first checkpoint (a 14B checkpoint is about
+    2 GB). Other files in the folder, whatever their names, are never touched; a file the user deleted is fine.
+    """
+
+    KEEP_PER_RUN = 2
+    KEEP_RUNS = 3
+
+    def __init__(self, folder: str, stage: str, resumed: str | None = None) -> None:
+        self.folder, self.stage, self.resumed = folder, stage, resumed
+        self.run, self.written = None, []
+
+    def runs(self) -> dict[int, list[str]]:
+        """This stage's checkpoint files in the folder by run number."""
+        ours = re.compile(rf"{re.escape(self.stage)}_(\d+)_step\d+\.pt")
+        found: dict[int, list[str]] = {}
+        for name in sorted(os.listdir(self.folder)) if os.path.isdir(self.folder) else []:
+            if match := ours.fullmatch(name):
+                found.setdefault(int(match[1]), []).append(name)
+        return found
+
+    def __call__(self, state: dict) -> None:
+        if self.run is None:
+            self._start()
+        path = os.path.join(self.folder, f"{self.stage}_{self.run:05}_step{state['step']:06}.pt")
+        save_state(state, path)
+        self.written.append(path)
+        while len(self.written) > self.KEEP_PER_RUN:
+            _remove(self.written.pop(0))
+
+    def _start(self) -> None:
+        """Take a run number and remove the files of runs beyond the newest KEEP_RUNS - 1 others."""
+        runs = self.runs()
+        self.run = 1 + max(runs, default=0)
+        kept = sorted(runs)[-(self.KEEP_RUNS - 1) :] if self.KEEP_RUNS > 1 else []
+        for run, names in runs.items():
+            if run not in kept and self.resumed not in names:
+                for name in names:
+                    _remove(os.path.join(self.folder, name))
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):  # the user may have deleted it
+        os.remove(path)

@@ -4,7 +4,6 @@ resumable checkpoints under output/fym_checkpoints. The chart is drawn by web/js
 from __future__ import annotations
 
 import os
-import re
 import time
 
 import folder_paths
@@ -12,7 +11,7 @@ import latent_preview
 import torch
 from PIL import Image
 
-from ..fym.checkpoint import load_state, save_state
+from ..fym.checkpoint import RunFiles, load_state
 
 LOSS_EVENT = "fym.training.loss"  # web/js/training_chart.js listens for it
 CHECKPOINT_FOLDER = "fym_checkpoints"  # under ComfyUI's output folder
@@ -43,27 +42,10 @@ def read_checkpoint(name: str) -> dict | None:
         return load_state(path)
 
 
-class CheckpointWriter:
-    """Writes a run's states as output/fym_checkpoints/<stage>_<run>_step<step>.pt (the run number is the first
-    one free when the run writes its first checkpoint); never overwrites, and keeps the run's newest KEEP files
-    (a 14B checkpoint is about 2 GB)."""
-
-    KEEP = 2
-
-    def __init__(self, stage: str) -> None:
-        self.stage, self.run, self.written = stage, None, []
-
-    def __call__(self, state: dict) -> None:
-        folder = checkpoint_folder()
-        if self.run is None:  # other files there (a user's own) are ignored, whatever their names
-            ours = re.compile(rf"{self.stage}_(\d+)_step\d+\.pt")
-            taken = [ours.fullmatch(name) for name in (os.listdir(folder) if os.path.isdir(folder) else [])]
-            self.run = 1 + max((int(match[1]) for match in taken if match), default=0)
-        path = os.path.join(folder, f"{self.stage}_{self.run:05}_step{state['step']:06}.pt")
-        save_state(state, path)
-        self.written.append(path)
-        while len(self.written) > self.KEEP:  # only this run's own older files
-            os.remove(self.written.pop(0))
+def checkpoint_writer(stage: str, resume_from: str | None) -> RunFiles:
+    """Checkpoints.write of a training node: output/fym_checkpoints/<stage>_<run>_step<step>.pt (fym.checkpoint.
+    RunFiles: a run keeps its newest two, the folder the stage's newest three runs and the one resumed from)."""
+    return RunFiles(checkpoint_folder(), stage, resumed=None if resume_from in (None, NO_CHECKPOINT) else resume_from)
 
 
 def model_summary(model) -> list:

@@ -18,9 +18,9 @@ from ..fym.preview import Preview
 from ..fym.train import NonFiniteLoss, check_resume, check_stage_inputs, train_stage
 from .feedback import (
     NO_CHECKPOINT,
-    CheckpointWriter,
     LossFeed,
     checkpoint_names,
+    checkpoint_writer,
     model_summary,
     preview_shower,
     read_checkpoint,
@@ -130,8 +130,9 @@ def extra_inputs() -> list:
         io.Int.Input(
             "checkpoint_every", default=CHECKPOINT_EVERY, min=0, max=100000, optional=True,
             tooltip="Every N steps and at the end, save what is needed to resume (the LoRA, optimizer and random "
-            "state) under output/fym_checkpoints; each run writes its own files and keeps its newest two, none is "
-            "overwritten. 0 = off. Not from the paper.",
+            "state) under output/fym_checkpoints; each run writes its own files and keeps its newest two, and only "
+            "the stage's newest three runs (and the one resumed from) are kept; none is overwritten. 0 = off. Not "
+            "from the paper.",
         ),
         io.Combo.Input(
             "resume_from", options=checkpoint_names(), default=NO_CHECKPOINT, optional=True,
@@ -260,7 +261,8 @@ def run_training(node: str, stage: str, model, latent, positive, head_map, confi
         if stage == TEMPORAL_STAGE:
             check_spatial_lora_under(model, head_map, node)
         checkpoints = Checkpoints(
-            every=extra.get("checkpoint_every", CHECKPOINT_EVERY), write=CheckpointWriter(stage),
+            every=extra.get("checkpoint_every", CHECKPOINT_EVERY),
+            write=checkpoint_writer(stage, extra.get("resume_from")),
             resume=read_checkpoint(extra.get("resume_from")), model=model_summary(model),
         )  # fmt: skip
         check_resume(stage, clips, head_map, config, checkpoints)  # before the model is loaded

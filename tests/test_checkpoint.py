@@ -7,7 +7,7 @@ import pytest
 import torch
 from test_train import split_map
 
-from fym.checkpoint import Checkpoints, load_state, save_state
+from fym.checkpoint import Checkpoints, RunFiles, load_state, save_state
 from fym.config import PREVIEW_STEPS, SPATIAL, TEMPORAL
 from fym.host import GIVEN_CLEAN, Condition
 from fym.preview import Preview
@@ -216,3 +216,26 @@ def test_previews_of_an_expert_run_only_in_its_noise_range(host, clip, context, 
     assert poisoned.sigmas[0] == pytest.approx(high, abs=1e-6)
     assert low == 0 or poisoned.sigmas[-1] == pytest.approx(low, abs=1e-6)  # then the estimate of the clean clip
     assert shown[0].shape == (1, 16, 3, 8, 8) and torch.isfinite(shown[0]).all()
+
+
+def test_run_files_rotate_clean_up_old_runs_and_survive_a_deleted_file(tmp_path):
+    """Code review 25.8: a run keeps its newest 2 files, the folder the stage's newest 3 runs and the run resumed
+    from (older runs go when a run starts writing); other files stay, and a file the user deleted is no error."""
+    folder = tmp_path / "fym_checkpoints"
+    folder.mkdir()
+    for run in range(1, 6):
+        for step in (2, 4):
+            (folder / f"spatial_{run:05}_step{step:06}.pt").write_bytes(b"old")
+    others = ["spatial_notes.pt", "temporal_00001_step000002.pt", "spatial_00009_step000002.pt.part"]
+    for name in others:
+        (folder / name).write_bytes(b"not ours to delete")
+    write = RunFiles(str(folder), "spatial", resumed="spatial_00002_step000004.pt")
+    write({"format": "fym.checkpoint.v1", "step": 1})
+    assert sorted(write.runs()) == [2, 4, 5, 6]  # runs 1 and 3 went; 2 is resumed from; 4, 5 and this one (6) stay
+    (folder / "spatial_00006_step000001.pt").unlink()  # the user deletes a file the rotation will remove
+    for step in (2, 3, 4):
+        write({"format": "fym.checkpoint.v1", "step": step})
+    assert write.runs()[6] == ["spatial_00006_step000003.pt", "spatial_00006_step000004.pt"]
+    assert load_state(str(folder / "spatial_00006_step000004.pt"))["step"] == 4
+    assert all((folder / name).read_bytes() == b"not ours to delete" for name in others)
+    assert RunFiles(str(folder), "spatial").runs()[2] == ["spatial_00002_step000002.pt", "spatial_00002_step000004.pt"]
