@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import folder_paths
 import torch
 from comfy_api.latest import io, ui
 
 from ..fym.config import EXPERTS, ClassifyConfig
+from ..fym.files import write_new
 from ..fym.heads import SPATIAL, TEMPORAL, HeadMap, classify_heads, heat_map, parse_overrides, split_if_one_sided
 from .types import CATEGORY, HeadMapType, free_output_path, node_error
 from .wan_host import scoring_host, wan_condition, wan_noise_range, wan_shape
@@ -190,15 +192,30 @@ class SaveHeadMap(io.ComfyNode):
 
     @classmethod
     def execute(cls, head_map, filename_prefix):
-        path, _ = free_output_path(f"{HEAD_MAP_FOLDER}/{filename_prefix}", "json")
-        with open(path, "x") as handle:
-            handle.write(head_map.to_json())
-        return io.NodeOutput(ui=ui.PreviewText(path))
+        path, shown = free_output_path(f"{HEAD_MAP_FOLDER}/{filename_prefix}", "json")
+        text = head_map.to_json()
+        write_new(path, lambda temporary: Path(temporary).write_text(text), "head maps")
+        return io.NodeOutput(ui=ui.PreviewText(shown))
+
+
+def head_map_folder() -> str:
+    return os.path.join(folder_paths.get_output_directory(), HEAD_MAP_FOLDER)
 
 
 def head_map_files() -> list[str]:
-    folder = os.path.join(folder_paths.get_output_directory(), HEAD_MAP_FOLDER)
+    folder = head_map_folder()
     return sorted(f for f in os.listdir(folder) if f.endswith(".json")) if os.path.isdir(folder) else []
+
+
+def head_map_path(file: str, node: str) -> str:
+    """The path of `file`, one of head_map_files(); anything else (a path out of the folder through the API, a
+    file that is gone) is refused: ComfyUI does not check V3 combo values against the list."""
+    if file not in head_map_files():
+        raise ValueError(
+            f"{node}: {file!r} is not a head map file in output/{HEAD_MAP_FOLDER}; pick one from the list (press R "
+            "to refresh it after saving one with Save Head Map)"
+        )
+    return os.path.join(head_map_folder(), file)
 
 
 class LoadHeadMap(io.ComfyNode):
@@ -232,14 +249,14 @@ class LoadHeadMap(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, file, alpha, overrides):
-        path = os.path.join(folder_paths.get_output_directory(), HEAD_MAP_FOLDER, file)
-        return (file, os.path.getmtime(path) if os.path.exists(path) else None, alpha, overrides)
+        listed = file in head_map_files()
+        return (file, os.path.getmtime(os.path.join(head_map_folder(), file)) if listed else None, alpha, overrides)
 
     @classmethod
     def execute(cls, file, alpha, overrides):
         name = "FYM Load Head Map"
-        path = os.path.join(folder_paths.get_output_directory(), HEAD_MAP_FOLDER, file)
         try:
+            path = head_map_path(file, name)
             with open(path) as handle:
                 head_map = HeadMap.from_json(handle.read())
             return io.NodeOutput(head_map.with_changes(alpha=alpha or None, overrides=overrides))

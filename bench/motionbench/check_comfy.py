@@ -40,7 +40,7 @@ name = type(patcher.model.model_config).__name__
 dm = patcher.model.diffusion_model
 print("detected", name, "heads", dm.num_heads, "layers", len(dm.blocks), "dim", dm.dim, "ffn", dm.ffn_dim)
 assert name == "WAN21_T2V" and dm.num_heads == 4 and len(dm.blocks) == 4, name
-io = torch.load(sys.argv[3])
+io = torch.load(sys.argv[3], weights_only=True)
 with torch.no_grad():
     out = dm(io["x"], io["t"], io["context"]).float()
 diff = (out - io["out"]).abs().max().item()
@@ -54,7 +54,7 @@ if len(sys.argv) > 4:  # the image-to-video model, through ComfyUI's conditionin
     print("I2V detected", name, "in_dim", in_dim, "model class", type(model).__name__,
           "patch_embedding", tuple(model.diffusion_model.patch_embedding.weight.shape))
     assert name == "WAN21_T2V" and in_dim == 36, (name, in_dim)
-    io = torch.load(sys.argv[5])
+    io = torch.load(sys.argv[5], weights_only=True)
     conds = model.extra_conds(cross_attn=io["context"], concat_latent_image=model.process_latent_out(io["image"]),
                               concat_mask=io["concat_mask"], noise=io["x"], device=torch.device("cpu"))
     conds = {k: v.process_cond(batch_size=1, area=None).cond for k, v in conds.items()}

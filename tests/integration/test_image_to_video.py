@@ -136,7 +136,7 @@ def test_the_reference_first_frame_reaches_the_model(comfy):
             "inputs": {"head_map": ["classify", 0], "filename_prefix": unique("i2v_map")},
         }
         entry = comfy.run(graph, timeout=600)
-        maps.append(json.loads(Path(saved_text(entry, "save")).read_text()))
+        maps.append(json.loads((comfy.output_dir / saved_text(entry, "save")).read_text()))
     assert maps[0]["sim_spatial"] != maps[1]["sim_spatial"]
 
 

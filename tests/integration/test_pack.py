@@ -516,6 +516,36 @@ def test_bad_inputs_more_temporal_frames_than_the_clip(comfy):
     assert "set Prepare Reference's frames to 17 or more" in message, message
 
 
+def test_head_maps_save_atomically_and_load_only_from_their_folder(comfy):
+    """Code review 25.11: Save Head Map writes a new file (no .part left), Load Head Map reads it back by name,
+    and a name that leads out of output/fym_head_maps (possible through the API) is refused, not read."""
+    graph = training_nodes(seed=0, temporal=False)
+    del graph["spatial"]
+    prefix = unique("fym_map")
+    graph["save"] = {
+        "class_type": "FYM_SaveHeadMap",
+        "inputs": {"head_map": ["classify", 0], "filename_prefix": prefix},
+    }
+    relative = saved_text(comfy.run(graph, timeout=300), "save")
+    folder = comfy.output_dir / "fym_head_maps"
+    assert relative.startswith("fym_head_maps/") and (comfy.output_dir / relative).is_file(), relative
+    assert not list(folder.glob("*.part"))
+    saved = (comfy.output_dir / relative).read_text()
+    (comfy.output_dir / "outside.json").write_text(saved)  # a valid head map, but outside the folder
+
+    def load(file):
+        return {
+            "load": {"class_type": "FYM_LoadHeadMap", "inputs": {"file": file, "alpha": 0.0, "overrides": ""}},
+            "save": {"class_type": "FYM_SaveHeadMap", "inputs": {"head_map": ["load", 0], "filename_prefix": prefix}},
+        }
+
+    again = saved_text(comfy.run(load(Path(relative).name), timeout=300), "save")
+    assert json.loads((comfy.output_dir / again).read_text()) == json.loads(saved)
+    message = run_expecting_error(comfy, load("../outside.json"))
+    ours = "FYM Load Head Map" in message and "is not a head map file in output/fym_head_maps" in message
+    assert ours or "value_not_in_list" in message, message  # newer hosts check combo values themselves
+
+
 def test_temporal_training_refuses_a_model_without_the_spatial_lora(comfy):
     graph = training_nodes(seed=0)
     graph["temporal"]["inputs"]["model"] = ["unet", 0]
