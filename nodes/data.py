@@ -9,6 +9,7 @@ import comfy.utils
 import torch
 from comfy_api.latest import io
 
+from .queue_checks import check_clip_frames
 from .types import CATEGORY, ReferenceClipsType
 
 NODE = "FYM Prepare Reference"
@@ -146,7 +147,9 @@ class PrepareReference(io.ComfyNode):
                     f"{NODE}: with this VAE ({ratio}x smaller latents) {name} must be a multiple of {multiple}; "
                     f"use {value // multiple * multiple or multiple} or {value // multiple * multiple + multiple}"
                 )
-        clip = resize(select_frames(images, frames, start_frame, frame_step), width, height, resize_mode)
+        picked = select_frames(images, frames, start_frame, frame_step)
+        check_clip_frames(NODE, (picked.shape[0] - 1) // 4 + 1)  # a Temporal LoRA Train's need, before the encode
+        clip = resize(picked, width, height, resize_mode)
         video_latent = vae.encode(clip)
         frame_latents = torch.cat([vae.encode(clip[i : i + 1]) for i in range(clip.shape[0])])
         return io.NodeOutput({"samples": video_latent}, {"samples": frame_latents}, clip)
@@ -193,6 +196,7 @@ class AddReferenceClip(io.ComfyNode):
 
     @classmethod
     def execute(cls, video_latent, frame_latents, positive, clips=None):
+        check_clip_frames("FYM Add Reference Clip", video_latent["samples"].shape[2])
         return io.NodeOutput([*(clips or []), ReferenceClip(video_latent, frame_latents, positive)])
 
 

@@ -13,6 +13,7 @@ from comfy_api.latest import io, ui
 from ..fym.config import EXPERTS, ClassifyConfig
 from ..fym.files import write_new
 from ..fym.heads import SPATIAL, TEMPORAL, HeadMap, classify_heads, heat_map, parse_overrides, split_if_one_sided
+from .queue_checks import check_clip_frames
 from .types import CATEGORY, HeadMapType, free_output_path, node_error
 from .wan_host import scoring_host, wan_condition, wan_noise_range, wan_shape
 
@@ -151,6 +152,7 @@ class ClassifyHeads(io.ComfyNode):
                 raise ValueError(
                     f"expected a video latent (1, C, T >= 2, H, W); got {tuple(samples.shape)}. Use Prepare Reference's video_latent"
                 )
+            check_clip_frames(NODE, samples.shape[2])  # what Temporal LoRA Train needs of this clip, before scoring
             condition = wan_condition(model, positive, tuple(samples.shape), NODE)
             parse_overrides(overrides, shape)
         except ValueError as error:

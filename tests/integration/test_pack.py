@@ -512,8 +512,64 @@ def test_bad_inputs_more_temporal_frames_than_the_clip(comfy):
         comfy.queue(graph)
     message = json.dumps(rejected.value.body)
     assert "FYM Temporal LoRA Train" in message, message
-    assert "frame_count 5 is more than the 3 latent frames" in message, message
-    assert "set Prepare Reference's frames to 17 or more" in message, message
+    assert "frame_count 5 is more than the 3 latent frames (9 video frames) of its clip" in message, message
+    assert "use 17 or more video frames" in message, message
+
+
+def more_clip(graph: dict, frames: int, through_op: bool = False) -> None:
+    """A second clip (Prepare Reference with `frames`, optionally through a non-FYM latent node) on both
+    training nodes' more_clips."""
+    graph["prep2"] = copy.deepcopy(graph["prep"])
+    graph["prep2"]["inputs"]["frames"] = frames
+    latent = ["prep2", 0]
+    if through_op:
+        graph["op2"] = {"class_type": "FYMTest_LatentOp", "inputs": {"latent": latent, "op": "identity", "nonce": 0}}
+        latent = ["op2", 0]
+    graph["more"] = {
+        "class_type": "FYM_AddReferenceClip",
+        "inputs": {"video_latent": latent, "frame_latents": ["prep2", 1], "positive": ["caption", 0]},
+    }
+    for node in ("spatial", "temporal"):
+        graph[node]["inputs"]["more_clips"] = ["more", 0]
+
+
+def temporal_asking(frame_count: int) -> dict:
+    graph = training_nodes(seed=0)
+    graph["temporal"]["inputs"].update(frame_stride=0, frame_count=frame_count)
+    graph["loss"] = {"class_type": "LossGraphNode", "inputs": {"loss": ["temporal", 2], "filename_prefix": "fym_x"}}
+    return graph
+
+
+def test_bad_inputs_too_short_clips_are_caught_before_any_work(comfy):
+    """Code review 25.6: every clip of a Temporal LoRA Train node is checked against its frame_count before
+    classification and the spatial stage: at queue time where the graph says the clip's length, otherwise by
+    the first FYM node that sees the clip (Prepare Reference before its VAE encode, Classify Heads, Add
+    Reference Clip)."""
+    graph = temporal_asking(3)  # the main clip has 3 latent frames: enough
+    more_clip(graph, frames=5)  # 2 latent frames
+    with pytest.raises(PromptRejected) as rejected:
+        comfy.queue(graph)
+    message = json.dumps(rejected.value.body)
+    assert "frame_count 3 is more than the 2 latent frames (5 video frames) of more_clips' clip 1" in message
+
+    graph = temporal_asking(4)
+    graph["prep"]["inputs"]["frames"] = 0  # all the clip's 9 frames: known only when the video is read
+    message = run_expecting_error(comfy, graph)
+    assert message.startswith("FYM_PrepareReference: FYM Prepare Reference: this clip has 3 latent frames"), message
+    assert "FYM Temporal LoRA Train (node temporal) trains on 4 per step" in message, message
+
+    graph = temporal_asking(4)
+    graph["op"] = {"class_type": "FYMTest_LatentOp", "inputs": {"latent": ["prep", 0], "op": "identity", "nonce": 0}}
+    for node in ("classify", "temporal"):  # another latent source: the graph does not say its length
+        graph[node]["inputs"]["video_latent"] = ["op", 0]
+    message = run_expecting_error(comfy, graph)
+    assert message.startswith("FYM_ClassifyHeads: FYM Classify Heads: this clip has 3 latent frames"), message
+
+    graph = temporal_asking(3)
+    more_clip(graph, frames=5, through_op=True)
+    message = run_expecting_error(comfy, graph)
+    assert message.startswith("FYM_AddReferenceClip: FYM Add Reference Clip: this clip has 2 latent frames"), message
+    assert "this is more_clips' clip 1 there" in message, message
 
 
 def test_head_maps_save_atomically_and_load_only_from_their_folder(comfy):
