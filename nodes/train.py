@@ -98,7 +98,9 @@ def common_inputs(defaults: TrainConfig, latent_name: str, latent_tooltip: str) 
         io.Boolean.Input(
             "gradient_checkpointing",
             default=defaults.gradient_checkpointing,
-            tooltip="Recompute activations in the backward pass: much less memory, about a third slower. Turn on for 81 frames or 14B.",
+            tooltip="Recompute activations in the backward pass: much less memory, about a third slower. Turn on for "
+            "81 frames or 14B. fp8 weights save memory only with it on (off, each step keeps a bf16 copy of every "
+            "fp8 weight: README, On a GPU).",
         ),
         io.Int.Input(
             "log_every",
@@ -295,8 +297,9 @@ def run_training(node: str, stage: str, model, latent, positive, head_map, confi
             del result, clips  # the adapters and their gradients go before the host empties the cache
     except torch.OutOfMemoryError:
         raise torch.OutOfMemoryError(
-            f"{node}: out of GPU memory while training. Turn on gradient_checkpointing, use fewer frames or a "
-            "smaller size in Prepare Reference, or load the model with weight_dtype fp8_e4m3fn"
+            f"{node}: out of GPU memory while training. Turn on gradient_checkpointing; with it on, loading the "
+            "model with weight_dtype fp8_e4m3fn halves the weights (without it fp8 needs more memory than bf16: each "
+            "step keeps a bf16 copy of every fp8 weight). Or use fewer frames or a smaller size in Prepare Reference"
         ) from None
     log.info("%s: %d steps, final loss %.5f", node, config.steps, losses[-1])
     trained = apply_motion_lora(model, lora, 1.0, node)
