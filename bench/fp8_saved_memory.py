@@ -63,7 +63,7 @@ def measure(wan_host, lora, weight_dtype: str, path: str) -> dict:
             x_t = torch.randn(LATENT, generator=generator)
             text = torch.randn(1, 8, CONFIG["text_dim"], generator=generator)
 
-            def step():
+            def step(host=host, x_t=x_t, text=text):
                 host.velocity(x_t, torch.tensor([0.7]), text).square().mean().backward()
 
             with host.checkpointing(checkpointing):
