@@ -66,9 +66,9 @@ def sampling(tag: str, model: list, positive: list, negative: list) -> dict:
     return graph
 
 
-def benchmark_split(kind: str) -> str:
-    """Classify Heads overrides that pin the benchmark's head split for CLIP (the bench splits the heads in half by
-    score when alpha 1.3 puts them all on one side, as it did on the v4 model)."""
+def benchmark_split(kind: str):
+    """The benchmark's head map for CLIP, scored on the diffusers host (the bench splits the heads in half by score
+    when alpha 1.3 puts them all on one side, as it did on the v4 model)."""
     from bench.motionbench import model
     from fym.config import ClassifyConfig
     from fym.diffusers_host import DiffusersWan
@@ -82,7 +82,7 @@ def benchmark_split(kind: str) -> str:
         host = DiffusersWan(model.load(model.I2V_WEIGHTS))
         condition = model.i2v_condition(world.caption(reference), video)
     scored = classify_heads(host, video, condition, ClassifyConfig(num_queries=256, seed=SEED))
-    return split_if_one_sided(scored)[0].as_overrides()
+    return split_if_one_sided(scored)[0]
 
 
 def motion_transfer_graph(kind: str) -> dict:
@@ -102,9 +102,10 @@ def motion_transfer_graph(kind: str) -> dict:
                 "num_queries": 256,
                 "band": 1,
                 "seed": SEED,
-                "overrides": benchmark_split(kind),
+                "overrides": "",  # the node's own classification (code review 25.12: it was pinned)
             },
         },
+        "save_map": {"class_type": "FYM_SaveHeadMap", "inputs": {"head_map": ["classify", 0], "filename_prefix": kind}},
         "spatial": {
             "class_type": "FYM_SpatialLoRATrain",
             "inputs": {
@@ -158,11 +159,16 @@ def motion_transfer_graph(kind: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def scores(comfy, kind) -> dict:
+def entry(comfy, kind) -> dict:
+    """The history entry of the whole chain's run in ComfyUI."""
+    return comfy.run(motion_transfer_graph(kind), timeout=3600)
+
+
+@pytest.fixture(scope="module")
+def scores(entry, kind) -> dict:
     """{"lora" | "base": [metrics.evaluate of each noise's sample against the reference clip]}, one ComfyUI run."""
     from comfy.latent_formats import Wan21  # `import comfy...` would shadow the fixture
 
-    entry = comfy.run(motion_transfer_graph(kind), timeout=3600)
     _, reference, targets = next(e for e in world.reference_clips() if e[0] == CLIP)
     result = {}
     for tag in ("lora", "base"):
@@ -180,6 +186,18 @@ def scores(comfy, kind) -> dict:
 
 def mean(runs: list[dict], metric: str) -> float:
     return sum(r[metric] for r in runs) / len(runs)
+
+
+def test_classify_heads_in_comfyui_splits_the_heads_as_the_benchmark(comfy, entry, kind):
+    """The chain trains on the head map Classify Heads made in ComfyUI; it splits the heads as the same scoring
+    on the diffusers host does (the same weights and reference; the hosts' attention differs in rounding)."""
+    from fym.heads import HeadMap
+
+    saved = HeadMap.from_json((comfy.output_dir / entry["outputs"]["save_map"]["text"][0]).read_text())
+    expected = benchmark_split(kind)
+    cells = [(layer, head) for layer in range(expected.shape.num_layers) for head in range(expected.shape.num_heads)]
+    same = sum(saved.kind(*cell) == expected.kind(*cell) for cell in cells)
+    assert same >= 0.9 * len(cells), (same, len(cells), saved.as_overrides(), expected.as_overrides())
 
 
 def test_the_no_lora_floor_does_not_follow_the_reference(scores, kind):

@@ -353,12 +353,69 @@ def test_workflows_run(comfy, object_info, wan22_vae):
                 assert entry["outputs"][node_id]["images"], (path.name, node["class_type"])
 
 
+def test_the_defaults_run_on_an_81_frame_clip(comfy, object_info):
+    """Code review 25.12: every widget at its default (Prepare Reference's 81 frames, frame_stride 0, frame_count
+    5, previews and checkpoints on), on a 16 x 16 clip so that it runs in a minute; 2 steps per stage."""
+    from safetensors import safe_open
+
+    def defaults(node_id):
+        inputs = object_info[node_id]["input"]
+        return {name: spec[1]["default"] for part in inputs.values() for name, spec in part.items()
+                if isinstance(spec, list) and len(spec) > 1 and isinstance(spec[1], dict) and "default" in spec[1]}  # fmt: skip
+
+    graph = training_nodes(seed=0)
+    graph["video"] = {
+        "class_type": "FYMTest_SyntheticVideo",
+        "inputs": {"frames": 81, "width": 16, "height": 16, "seed": 0},
+    }
+    graph["prep"]["inputs"] = {**defaults("FYM_PrepareReference"), "vae": ["vae", 0], "images": ["video", 0],
+                               "width": 16, "height": 16}  # fmt: skip
+    for node in ("classify", "spatial", "temporal"):
+        links = {name: value for name, value in graph[node]["inputs"].items() if isinstance(value, list)}
+        graph[node]["inputs"] = {**defaults(graph[node]["class_type"]), **links}
+    graph["classify"]["inputs"]["overrides"] = TINY_OVERRIDES
+    for node in ("spatial", "temporal"):
+        graph[node]["inputs"]["steps"] = 2
+    prefix = unique("fym_defaults")
+    graph["save"] = {
+        "class_type": "FYM_SaveMotionLoRA",
+        "inputs": {"motion_lora": ["temporal", 1], "filename_prefix": f"loras/{prefix}"},
+    }
+    checkpoints = comfy.output_dir / "fym_checkpoints"
+    before = set(checkpoints.glob("*.pt"))
+    entry = comfy.run(graph, timeout=900)
+    with safe_open(str(comfy.output_dir / saved_text(entry, "save")), "pt") as handle:
+        sampling = json.loads(handle.metadata()["fym"])["frame_sampling"]
+    assert sampling == {**sampling, "mode": "sparse", "stride": 0, "count": 5, "adaptive_rope": True}, sampling
+    written = sorted(path.name for path in set(checkpoints.glob("*.pt")) - before)
+    assert [name.split("_")[0] for name in written] == ["spatial", "temporal"], written  # the last step of each
+
+
 # -- LoRA equivalence and model hygiene -------------------------------------------------------------------------
 
 
-def test_lora_matches_stock_loader(comfy):
-    """A motion LoRA applied by FYM_ApplyMotionLoRA and the same file through core LoraLoaderModelOnly give the
-    same samples, and core loads every key of the file."""
+def merged_checkpoint(comfy_models, lora_path: Path, strength: float) -> str:
+    """The tiny Wan with the LoRA file added into its weights here, by the file format's own definition
+    (W + strength * alpha / rank * up @ down), not by ComfyUI's LoRA code; saved beside it, returns its name."""
+    import safetensors.torch
+
+    weights = safetensors.torch.load_file(str(comfy_models.unet_path))
+    lora = safetensors.torch.load_file(str(lora_path))
+    for key in [k for k in lora if k.endswith(".lora_up.weight")]:
+        module = key.removesuffix(".lora_up.weight")
+        up, down = lora[key].double(), lora[f"{module}.lora_down.weight"].double()
+        scale = float(lora[f"{module}.alpha"]) / up.shape[1]
+        target = module.removeprefix("diffusion_model.") + ".weight"
+        weights[target] = (weights[target].double() + strength * scale * up @ down).float()
+    name = f"{lora_path.stem}_merged.safetensors"
+    safetensors.torch.save_file(weights, str(comfy_models.unet_path.parent / name))
+    return name
+
+
+def test_lora_matches_stock_loader(comfy, comfy_models):
+    """A motion LoRA applied by FYM_ApplyMotionLoRA gives the samples of the base weights with the file's delta
+    added independently of ComfyUI's LoRA code (code review 25.12: comparing with core LoraLoaderModelOnly alone
+    ran the same code path twice); core LoraLoaderModelOnly gives them too and loads every key of the file."""
     import torch
 
     prefix = unique("fym_match")
@@ -389,6 +446,9 @@ def test_lora_matches_stock_loader(comfy):
     graph.update(sampling_nodes(["stock_fp32", 0], prefix, "_stock"))
     graph.update(sampling_nodes(["stock_bf16", 0], prefix, "_stock_bf16"))
     graph.update(sampling_nodes(["unet", 0], prefix, "_base"))
+    merged = merged_checkpoint(comfy_models, comfy.output_dir / "loras" / names["fp32"], 0.5)
+    graph["merged"] = {"class_type": "UNETLoader", "inputs": {"unet_name": merged, "weight_dtype": "default"}}
+    graph.update(sampling_nodes(["merged", 0], prefix, "_merged"))
     entry = comfy.run(graph, timeout=600)
     cached = next(data["nodes"] for event, data in entry["status"]["messages"] if event == "execution_cached")
     assert "temporal" in cached, "the LoRA was trained again instead of reusing the cached one"
@@ -397,6 +457,8 @@ def test_lora_matches_stock_loader(comfy):
     stock = load_saved_latent(entry, "save_stock")
     base = load_saved_latent(entry, "save_base")
     assert torch.isfinite(fym).all()
+    independent = load_saved_latent(entry, "save_merged")
+    assert torch.allclose(fym, independent, rtol=1e-4, atol=1e-5), (fym - independent).abs().max()
     assert torch.allclose(fym, stock, rtol=1e-5, atol=1e-6), (fym - stock).abs().max()
     assert not torch.allclose(fym, base, rtol=1e-4, atol=1e-5), "the LoRA changed nothing; the test proves nothing"
     # The bf16 file: the same result within bf16 rounding of the factors, far below what the LoRA changes.
