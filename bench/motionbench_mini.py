@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing
 import os
 import statistics
@@ -335,11 +334,6 @@ def summarise(runs: list[dict], strengths: list[float]) -> dict:
     return summary
 
 
-# two-sided 95% Student t quantiles by degrees of freedom (n - 1 paired runs); beyond 30, the normal's 1.96
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
-        20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
-        29: 2.045, 30: 2.042}  # fmt: skip
 COMPARISONS = [("full", "base"), ("full", "naive_lora"), ("full", "fixed_window"), ("three_clips", "full"),
                ("no_adaptive_rope", "full"), ("no_sparse", "full"), ("no_motion_loss", "full"),
                ("naive_lora", "base"), ("three_clips", "base"), ("probe_new_color", "base"),
@@ -349,10 +343,8 @@ COMPARISONS = [("full", "base"), ("full", "naive_lora"), ("full", "fixed_window"
 def paired(runs: list[dict], a: str, b: str, strength: float, metric: str) -> dict:
     """Mean of a - b over the runs (same clip, seed and noise), its 95% t interval, and how often a > b."""
     differences = [r["result"][a][str(strength)][metric] - r["result"][b][str(strength)][metric] for r in runs]
-    n = len(differences)
-    mean = statistics.fmean(differences)
-    half = _T95.get(n - 1, 1.96) * statistics.stdev(differences) / math.sqrt(n) if n > 1 else float("nan")
-    return {"mean": mean, "low": mean - half, "high": mean + half, "a_higher": sum(d > 0 for d in differences), "n": n}
+    mean, low, high = metrics.mean_interval(differences)
+    return {"mean": mean, "low": low, "high": high, "a_higher": sum(d > 0 for d in differences), "n": len(differences)}
 
 
 def paired_table(runs: list[dict], strengths: list[float]) -> dict:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 
 import torch
 
@@ -257,3 +258,19 @@ def save_strip(videos: torch.Tensor | list[torch.Tensor], path: str, scale: int 
     rows = [torch.cat(list(to_rgb(video)), dim=1) for video in (videos if isinstance(videos, list) else [videos])]
     picture = torch.cat(rows, dim=0).repeat_interleave(scale, 0).repeat_interleave(scale, 1)
     Image.fromarray(picture.numpy()).save(path)
+
+
+# two-sided 95% Student t quantiles by degrees of freedom (n - 1); beyond 30, the normal's 1.96
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+        20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
+        29: 2.045, 30: 2.042}  # fmt: skip
+
+
+def mean_interval(values: list[float]) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of `values` and its 95% Student t interval (nan bounds for one value)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    half = _T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
+    return mean, mean - half, mean + half

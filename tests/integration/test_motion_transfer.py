@@ -3,13 +3,14 @@ and image-to-video.
 
 The pack's whole chain (Classify Heads -> Spatial -> Temporal LoRA Train -> Apply Motion LoRA) runs on a
 reference clip whose motion the model never saw in pre-training, then core KSampler samples the target
-caption (same motion, other objects) from 8 noises. On average the generated latents must follow the
-reference's motion (tracklet motion fidelity, bench/motionbench/metrics.py) above a threshold. The base model,
-sampled from the same noises without the LoRA, stays below it, and the LoRA must beat it on most noises.
+caption (same motion, other objects) from 16 noises, with and without the LoRA. The claim is paired: over the
+noises, the LoRA's samples follow the reference's motion (tracklet motion fidelity, bench/motionbench/metrics.py)
+more than the base model's from the same noise, the 95% t interval of the difference above 0; the base model
+stays below a threshold. (One LoRA, so this does not cover training seeds; single noises vary from -0.3 to 0.8.)
 Image-to-video: the MotionBench I2V Wan (Wan 2.2 A14B I2V's first-frame concat) trains with the reference's own
 first frame and samples from the target's first frame (the reference motion's start, another object), both given
 as core WanImageToVideo gives them (FYMTest_MotionBenchFirstFrame: the world has no VAE).
-Settings are the benchmark's (bench.motionbench.LORA: 1500 steps per stage, strength 1); about 9 minutes per
+Settings are the benchmark's (bench.motionbench.LORA: 1500 steps per stage, strength 1); about 6 minutes per
 model on 2 CPU threads.
 """
 
@@ -22,9 +23,9 @@ from .test_harness import ksampler, load_saved_latent
 
 CLIP = "nonrigid-circle-crawl"  # a worm crawling on a circle while it stretches twice: no pre-training draw
 SEED = 0
-NOISE_SEEDS = range(8)  # one sample per noise: the transfer varies from noise to noise, so judge the mean
-# Mean motion fidelity (-1..1) over the noises; 1 = the reference's displacements. The given first frame puts the
-# objects at the reference's start, which lifts the I2V floor (0.155 measured on 0.3.64; LoRA 0.470, 8 of 8 noises).
+NOISE_SEEDS = range(16)  # one sample per noise: the transfer varies from noise to noise, so judge the mean
+# The floor's mean motion fidelity (-1..1; 1 = the reference's displacements) stays below this. The given first
+# frame puts the objects at the reference's start, which lifts the I2V floor (0.155 measured on 0.3.64).
 THRESHOLD = {"t2v": 0.2, "i2v": 0.3}
 UNETS = {"t2v": MOTIONBENCH_UNET_NAME, "i2v": MOTIONBENCH_I2V_UNET_NAME}
 
@@ -205,8 +206,10 @@ def test_the_no_lora_floor_does_not_follow_the_reference(scores, kind):
 
 
 def test_temporal_lora_transfers_the_reference_motion(scores, kind):
+    from bench.motionbench.metrics import mean_interval
+
     fidelity = {tag: [r["motion_fidelity"] for r in runs] for tag, runs in scores.items()}
-    assert mean(scores["lora"], "motion_fidelity") > THRESHOLD[kind], fidelity
-    wins = sum(lora > base for lora, base in zip(fidelity["lora"], fidelity["base"], strict=True))
-    assert wins >= 6, fidelity  # the same noise, with and without the LoRA: better on most
+    gain, low, high = mean_interval([a - b for a, b in zip(fidelity["lora"], fidelity["base"], strict=True)])
+    print(f"{kind} LoRA - floor: {gain:+.3f} [{low:+.3f}, {high:+.3f}] over {len(NOISE_SEEDS)} noises")  # noqa: T201
+    assert low > 0, fidelity  # the same noise, with and without the LoRA: better, beyond the noise's spread
     assert mean(scores["lora"], "appearance") > 0.5, scores["lora"]  # the target's objects, not the reference's
