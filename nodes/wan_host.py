@@ -9,7 +9,8 @@ The one place that knows ComfyUI's Wan internals and how they changed between ho
   module in train mode with `comfy.model_management.in_training` set (so inference-only fused kernels and fp8
   matmuls stay off the gradient path), and PyTorch attention (sage attention and other backends have no
   backward).
-  Linears that would multiply in fp8 (0.3.64's scaled fp8 with fp8_e4m3fn_fast) take their differentiable path.
+  Linears that would multiply in fp8 (weights loaded as fp8_e4m3fn_fast on an fp8 card) take their differentiable
+  path.
   A DynamicVRAM MODEL trains on one non-dynamic copy shared by every MODEL made from it.
 Adapters run beside the frozen linears as forward hooks (fym.host.AdapterHooks), so the update trained is in
 real weight units whatever the weights are stored as. On entry, MODELs sharing the weights are unloaded (so a
@@ -338,19 +339,23 @@ def _unload_sharing(patcher) -> None:
 
 
 def _multiplies_in_fp8(module: nn.Module) -> bool:
-    """Whether `module` is ComfyUI 0.3.64's scaled-fp8 linear with fp8 matrix multiplication on (fp8_scaled
-    weights loaded as fp8_e4m3fn_fast on an fp8 card): its torch._scaled_mm has no backward."""
+    """Whether `module` would multiply in fp8 (torch._scaled_mm, no backward) on an fp8 card: weights loaded as
+    fp8_e4m3fn_fast (core's fp8_ops, which ComfyUI 0.33+ runs in train mode too), or 0.3.64's scaled fp8 with
+    fp8 matrix multiplication (fp8_scaled loaded as fp8_e4m3fn_fast)."""
+    if isinstance(module, getattr(getattr(comfy.ops, "fp8_ops", None), "Linear", ())):
+        return True
     method = getattr(type(module), "forward_comfy_cast_weights", None)
     return inspect.isfunction(method) and inspect.getclosurevars(method).nonlocals.get("fp8_matrix_mult") is True
 
 
-def _scaled_fp8_forward(self, input):
+def _cast_forward(self, input):
     """The same op's own path when fp8 compute is off (differentiable): the weight cast to the input's dtype,
-    with its patches, times scale_weight."""
+    with its patches, times scale_weight where the weights are scaled."""
     weight, bias = comfy.ops.cast_bias_weight(self, input)
-    return torch.nn.functional.linear(
-        input, weight * self.scale_weight.to(device=weight.device, dtype=weight.dtype), bias
-    )
+    scale = getattr(self, "scale_weight", None)
+    if scale is not None:
+        weight = weight * scale.to(device=weight.device, dtype=weight.dtype)
+    return torch.nn.functional.linear(input, weight, bias)
 
 
 @contextlib.contextmanager
@@ -358,7 +363,7 @@ def _differentiable_linears(module: nn.Module) -> Iterator[None]:
     """Linears that multiply in fp8 (no backward) run their differentiable path while the block runs."""
     switched = [sub for sub in module.modules() if _multiplies_in_fp8(sub)]
     for sub in switched:
-        sub.forward_comfy_cast_weights = types.MethodType(_scaled_fp8_forward, sub)
+        sub.forward_comfy_cast_weights = types.MethodType(_cast_forward, sub)
     try:
         yield
     finally:
