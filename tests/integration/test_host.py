@@ -82,3 +82,23 @@ def test_training_nodes_share_one_copy_of_a_dynamic_vram_model(comfy):
         pytest.skip(result["skipped"])
     assert result["reads"] == 1 and result["disable_dynamic"] == [True], result
     assert result["shared"] and result["not_the_dynamic_one"], result
+
+
+def test_capture_and_training_read_attention_through_the_hosts_containers(comfy):
+    """Issue 24: newer ComfyUI Wan hands q, k, v to attention in AttentionTensorContainers (the overlay host runs
+    that Wan file). Classify Heads still captures (B, S, heads, 128) q and k of each block in order, training
+    attention has a backward through them, and the training flag that keeps fused inference kernels off is set
+    in every block's forward and its checkpointed recompute, and cleared afterwards. On hosts whose Wan passes
+    plain tensors the same numbers hold with no container taken."""
+    result = host_check(comfy, "attention_path", UNET_NAME, "default", "model")
+    layers, tokens = result["num_layers"], result["tokens"]
+    print(f"Wan wraps q/k/v in containers: {result['wan_wraps_in_containers']}, taken {result['containers_taken']}")  # noqa: T201
+    assert result["captured"] == [[i, [1, tokens, 2, 128], [1, tokens, 2, 128]] for i in range(layers)], result
+    if result["wan_wraps_in_containers"]:  # self- and cross-attention: q, k, v each, in capture and in training
+        assert all(n >= 6 * layers for n in result["containers_taken"]), result
+    else:
+        assert result["containers_taken"] == [0, 0], result
+    assert result["grad_norm"] > 0 and result["grad_norm"] < float("inf"), result
+    flag = True if result["host_has_training_flag"] else None  # 0.3.64 has no such flag
+    assert result["in_training_flags"] == [flag] * (2 * layers), result  # forward + recompute, every block
+    assert result["in_training_after"] is False, result

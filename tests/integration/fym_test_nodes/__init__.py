@@ -268,6 +268,11 @@ class HostCheck(io.ComfyNode):
     ModelPatcher with is_dynamic() true, since a CPU load never makes a ModelPatcherDynamic; clone() and the
     loader's cached_patcher_init (which reads the copies) and ModelPatcherDynamic.get_non_dynamic_delegate are
     the host's own.
+    check "attention_path": what the pack's q/k capture (Classify Heads) and training attention get where the
+    host's Wan hands q, k, v to attention in AttentionTensorContainers (ComfyUI after 0.33.0; the real Wan file
+    on the overlay host), and whether `comfy.model_management.in_training` (which keeps newer hosts' fused
+    kernels without a backward off the gradient path) is set in every block's forward and its checkpointed
+    recompute during backward.
     """
 
     @classmethod
@@ -279,7 +284,7 @@ class HostCheck(io.ComfyNode):
                 io.Model.Input("model"),
                 io.Latent.Input("video_latent"),
                 io.Conditioning.Input("positive"),
-                io.Combo.Input("check", options=["export", "adaptive_rope", "dynamic_delegates"]),
+                io.Combo.Input("check", options=["export", "adaptive_rope", "dynamic_delegates", "attention_path"]),
                 io.Combo.Input("compute_dtype", options=["model", "bf16"]),
                 io.String.Input("filename_prefix", default="host_check"),
             ],
@@ -294,7 +299,8 @@ class HostCheck(io.ComfyNode):
         if compute_dtype == "bf16":
             model = model.clone()
             model.set_model_compute_dtype(torch.bfloat16)
-        run = {"export": cls.export, "adaptive_rope": cls.adaptive_rope, "dynamic_delegates": cls.dynamic_delegates}
+        run = {"export": cls.export, "adaptive_rope": cls.adaptive_rope, "dynamic_delegates": cls.dynamic_delegates,
+               "attention_path": cls.attention_path}  # fmt: skip
         result = run[check](model, video_latent["samples"], positive[0][0])
         path = output_file(filename_prefix, "json")
         with open(path, "w") as handle:
@@ -376,6 +382,55 @@ class HostCheck(io.ComfyNode):
                 modules.append(host.diffusion_model)
         return {"reads": len(reads), "disable_dynamic": reads, "shared": all(m is modules[0] for m in modules),
                 "not_the_dynamic_one": modules[0] is not model.model.diffusion_model}  # fmt: skip
+
+    @staticmethod
+    def attention_path(model, samples, context):
+        import inspect
+
+        import comfy.ldm.modules.attention
+        import comfy.ldm.wan.model
+        import comfy.model_management
+
+        wan_host = pack_module("nodes.wan_host")
+        container = getattr(comfy.ldm.modules.attention, "AttentionTensorContainer", None)
+        source = inspect.getsource(comfy.ldm.wan.model.WanSelfAttention.forward)
+        taken = []
+        if container is not None:
+            stock_take = container.take
+            container.take = lambda self: taken.append(1) or stock_take(self)
+        x = samples[:, :, :2]
+        sigma = torch.tensor([0.5])
+        captured, flags = [], []
+        try:
+            with wan_host.scoring_host(model, tuple(x.shape)) as host:
+                latent = model.model.process_latent_in(x.clone()).to(host.device)
+                host.capture_qk(latent, sigma, context.to(host.device),
+                                lambda layer, q, k: captured.append([layer, list(q.shape), list(k.shape)]))  # fmt: skip
+                taken_capture = len(taken)
+            with wan_host.training_host(model, tuple(x.shape), True) as host, host.checkpointing(True):
+                hooks = [block.self_attn.register_forward_pre_hook(  # also runs in the recompute
+                    lambda *_: flags.append(getattr(comfy.model_management, "in_training", None)))
+                    for block in host.diffusion_model.blocks]  # fmt: skip
+                latent = model.model.process_latent_in(x.clone()).to(host.device).requires_grad_(True)
+                text = context.clone().to(host.device)  # not an inference tensor: autograd may keep it
+                host.velocity(latent, sigma.clone(), text).square().mean().backward()
+                for hook in hooks:
+                    hook.remove()
+                grad = latent.grad
+        finally:
+            if container is not None:
+                container.take = stock_take
+        return {
+            "wan_wraps_in_containers": "AttentionTensorContainer" in source,
+            "containers_taken": [taken_capture, len(taken) - taken_capture],
+            "captured": captured,
+            "tokens": x.shape[2] * (x.shape[3] // 2) * (x.shape[4] // 2),
+            "in_training_flags": flags,
+            "num_layers": len(model.model.diffusion_model.blocks),
+            "grad_norm": float(grad.norm()),
+            "host_has_training_flag": hasattr(comfy.model_management, "in_training"),
+            "in_training_after": getattr(comfy.model_management, "in_training", False),
+        }
 
     @staticmethod
     def adaptive_rope(model, samples, context):
