@@ -28,6 +28,7 @@ VAE_NAME = "fym_random_wan21_vae.safetensors"
 VAE22_NAME = "fym_random_wan22_vae.safetensors"  # full size (ComfyUI fixes its config), built only when needed
 TEST_IMAGE_NAME = "fym_test_image.png"  # the 'your image' of the image-to-video workflows
 TEST_CLIP_NAME = "fym_test_clip.mp4"
+TEST_DATASET_FOLDER = "fym_test_dataset"  # in input/: two clips with .txt captions, for core dataset nodes
 MOTIONBENCH_UNET_NAME = "fym_motionbench_wan21_t2v.safetensors"  # built from bench/motionbench when present
 MOTIONBENCH_I2V_UNET_NAME = "fym_motionbench_wan_i2v.safetensors"  # its image-to-video variant (in_dim 36)
 

@@ -19,6 +19,7 @@ from .comfy_server import (
     MOTIONBENCH_I2V_UNET_NAME,
     MOTIONBENCH_UNET_NAME,
     TEST_CLIP_NAME,
+    TEST_DATASET_FOLDER,
     TEST_IMAGE_NAME,
     UNET_3LAYER_NAME,
     UNET_FP8_SCALED_NAME,
@@ -288,12 +289,17 @@ def comfy(comfy_dir, comfy_models, tmp_path_factory):
     """One ComfyUI server for the session, loading only the FYM pack and the
     fym_test_nodes pack as custom nodes. Yields the running `ComfyServer`
     (see its input_dir / output_dir / temp_dir / log_path / url attributes);
-    input_dir holds TEST_CLIP_NAME."""
+    input_dir holds TEST_CLIP_NAME, TEST_IMAGE_NAME and TEST_DATASET_FOLDER."""
     root = tmp_path_factory.mktemp("comfy_server")
     input_dir = root / "input"
     input_dir.mkdir()
     _write_test_clip(input_dir / TEST_CLIP_NAME)
     _write_test_image(input_dir / TEST_IMAGE_NAME)
+    dataset = input_dir / TEST_DATASET_FOLDER
+    dataset.mkdir()
+    for name in ("a", "b"):
+        _write_test_clip(dataset / f"{name}.mp4")
+        (dataset / f"{name}.txt").write_text(f"a square moves ({name})")
     server = ComfyServer(
         comfy_dir,
         comfy_models.extra_model_paths,

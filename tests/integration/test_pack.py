@@ -14,6 +14,7 @@ import pytest
 
 from .comfy_server import (
     TEST_CLIP_NAME,
+    TEST_DATASET_FOLDER,
     TEST_IMAGE_NAME,
     UNET_3LAYER_NAME,
     UNET_I2V_HIGH_NAME,
@@ -531,6 +532,68 @@ def test_sampling_the_spatial_model_then_training_leaves_the_base_model_unpatche
     assert "spatial" in cached and "temporal" not in cached
     after = load_saved_latent(comfy.run({**base, **sampling_nodes(["unet", 0], prefix, nonce=23)}), "save")
     assert torch.equal(after, before), (after - before).abs().max()
+
+
+def test_a_torch_compiled_model_trains_as_the_plain_one_and_samples_compiled(comfy):
+    """Issue 24, the compiler-on path as far as a CPU goes: core TorchCompileModel (inductor) upstream of the pack.
+    Classify Heads and training run the module itself (the compile wrapper is a sampling wrapper, as ComfyUI's
+    model compiler only runs where a model's forward opts in), so the LoRA is bit-identical to the plain model's;
+    the trained MODEL keeps the wrapper, and KSampler samples it compiled, as eager within float tolerance."""
+    import torch
+    from safetensors.torch import load_file
+
+    prefix = unique("fym_compiled")
+    loras = {}
+    samples = {}
+    for tag in ("plain", "compiled"):
+        graph = training_nodes(seed=17)
+        if tag == "compiled":
+            graph["compile"] = {
+                "class_type": "TorchCompileModel",
+                "inputs": {"model": ["unet", 0], "backend": "inductor"},
+            }
+            for node in ("classify", "spatial"):
+                graph[node]["inputs"]["model"] = ["compile", 0]
+        graph["save"] = {
+            "class_type": "FYM_SaveMotionLoRA",
+            "inputs": {"motion_lora": ["temporal", 1], "filename_prefix": f"loras/{prefix}_{tag}", "dtype": "fp32"},
+        }
+        graph.update(sampling_nodes(["temporal", 0], prefix, "_sample"))
+        entry = comfy.run(graph, timeout=1200)
+        loras[tag] = load_file(comfy.output_dir / saved_text(entry, "save"))
+        samples[tag] = load_saved_latent(entry, "save_sample")
+    assert loras["plain"].keys() == loras["compiled"].keys() and loras["plain"]
+    for key, tensor in loras["plain"].items():
+        assert torch.equal(tensor, loras["compiled"][key]), key
+    assert torch.isfinite(samples["compiled"]).all()
+    assert torch.allclose(samples["compiled"], samples["plain"], rtol=1e-3, atol=1e-4), (
+        (samples["compiled"] - samples["plain"]).abs().max()
+    )
+
+
+def test_core_dataset_nodes_feed_prepare_reference_one_lora_per_clip(comfy, object_info):
+    """Issue 24.5: core Load Video-Text (from Folder) and Sample Video Frame (ComfyUI 0.33+) feed Prepare
+    Reference. Their outputs are lists, so ComfyUI runs the chain once per clip: a folder of motions gives one
+    motion LoRA each (README recipe). The captions go to CLIPTextEncode in a real graph; the tests have no text
+    encoder, so a random conditioning stands in for them."""
+    if "LoadVideoTextDataSetFromFolder" not in object_info:
+        pytest.skip("this ComfyUI has no dataset nodes (ComfyUI 0.33+)")
+    prefix = unique("fym_dataset")
+    graph = training_nodes(seed=19)
+    graph["dataset"] = {"class_type": "LoadVideoTextDataSetFromFolder", "inputs": {"folder": TEST_DATASET_FOLDER}}
+    graph["frames"] = {
+        "class_type": "VideoFrameSample",
+        "inputs": {"video": ["dataset", 0], "num_frames": 9, "strategy": "head", "seed": 0},
+    }
+    graph["prep"]["inputs"]["video"] = ["frames", 0]
+    graph["save"] = {
+        "class_type": "FYM_SaveMotionLoRA",
+        "inputs": {"motion_lora": ["temporal", 1], "filename_prefix": f"loras/{prefix}", "dtype": "fp32"},
+    }
+    entry = comfy.run(graph, timeout=900)
+    saved = entry["outputs"]["save"]["text"]
+    assert len(saved) == 2 and len(set(saved)) == 2, saved
+    assert all((comfy.output_dir / name).stat().st_size > 0 for name in saved), saved
 
 
 # -- errors -------------------------------------------------------------------------------------------------------
