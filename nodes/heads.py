@@ -14,7 +14,7 @@ from ..fym.config import EXPERTS, ClassifyConfig
 from ..fym.files import write_new
 from ..fym.heads import SPATIAL, TEMPORAL, HeadMap, classify_heads, heat_map, parse_overrides, split_if_one_sided
 from .queue_checks import check_clip_frames
-from .types import CATEGORY, HeadMapType, free_output_path, node_error
+from .types import CATEGORY, HeadMapType, free_output_path, node_error, output_prefix_problem
 from .wan_host import scoring_host, wan_condition, wan_noise_range, wan_shape
 
 NODE = "FYM Classify Heads"
@@ -175,6 +175,8 @@ class ClassifyHeads(io.ComfyNode):
 
 
 class SaveHeadMap(io.ComfyNode):
+    NAME = "FYM Save Head Map"
+
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -193,8 +195,12 @@ class SaveHeadMap(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, filename_prefix):  # at queue time, before the classification it would lose
+        return output_prefix_problem(cls.NAME, filename_prefix, HEAD_MAP_FOLDER) or True
+
+    @classmethod
     def execute(cls, head_map, filename_prefix):
-        path, shown = free_output_path(f"{HEAD_MAP_FOLDER}/{filename_prefix}", "json")
+        path, shown = free_output_path(filename_prefix, "json", cls.NAME, HEAD_MAP_FOLDER)
         text = head_map.to_json()
         write_new(path, lambda temporary: Path(temporary).write_text(text), "head maps")
         return io.NodeOutput(ui=ui.PreviewText(shown))

@@ -14,7 +14,7 @@ from .. import fym
 from ..fym.config import APPLY_STRENGTH, LORA_FILE_DTYPE
 from ..fym.heads import SPATIAL
 from ..fym.lora import FILE_DTYPES, MotionLoRA
-from .types import CATEGORY, MotionLoRAType, free_output_path, node_error
+from .types import CATEGORY, MotionLoRAType, free_output_path, node_error, output_prefix_problem
 from .wan_host import wan_shape
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,8 @@ class ApplyMotionLoRA(io.ComfyNode):
 
 
 class SaveMotionLoRA(io.ComfyNode):
+    NAME = "FYM Save Motion LoRA"
+
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -127,8 +129,12 @@ class SaveMotionLoRA(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, filename_prefix):  # at queue time, before the training it would lose
+        return output_prefix_problem(cls.NAME, filename_prefix) or True
+
+    @classmethod
     def execute(cls, motion_lora, filename_prefix, dtype=LORA_FILE_DTYPE):
-        path, shown = free_output_path(filename_prefix, "safetensors")
+        path, shown = free_output_path(filename_prefix, "safetensors", cls.NAME)
         fym.save(motion_lora, path, dtype)
         return io.NodeOutput(ui=ui.PreviewText(shown))
 

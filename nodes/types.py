@@ -29,12 +29,33 @@ def context_of(positive, node: str):
     return context
 
 
-def free_output_path(prefix: str, extension: str) -> tuple[str, str]:
-    """A new file under ComfyUI's output folder: (absolute path, path relative to output/).
+def output_prefix_problem(node: str, prefix: str | None, folder: str = "") -> str | None:
+    """What to change if the save prefix `prefix` leads out of output/`folder` (or names no file), else None.
+
+    Checked when the prompt is queued (the save nodes' validate_inputs) so that a bad prefix is refused before
+    the training it would lose, and again when saving. None for a linked prefix: its value is known only then.
+    """
+    if prefix is None:
+        return None
+    root = os.path.abspath(os.path.join(folder_paths.get_output_directory(), folder))
+    path = os.path.normpath(prefix)
+    target = os.path.abspath(os.path.join(root, os.path.dirname(path)))
+    name = os.path.basename(path)
+    if os.path.commonpath((root, target)) == root and name not in ("", ".", ".."):
+        return None
+    where = f"output/{folder}".rstrip("/")
+    return f"{node}: filename_prefix {prefix!r} does not name a file inside {where}; use a relative path without '..'"
+
+
+def free_output_path(prefix: str, extension: str, node: str, folder: str = "") -> tuple[str, str]:
+    """A new file under ComfyUI's output folder `folder`: (absolute path, path relative to output/).
 
     `prefix` may hold subfolders; a 5-digit counter is added (name_00001_.ext) and never points at an
-    existing file.
+    existing file. A prefix that leads out of the folder raises, naming `node`.
     """
+    if problem := output_prefix_problem(node, prefix, folder):
+        raise ValueError(problem)
+    prefix = f"{folder}/{prefix}" if folder else prefix
     folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, folder_paths.get_output_directory())
     while os.path.exists(path := os.path.join(folder, f"{name}_{counter:05}_.{extension}")):
         counter += 1

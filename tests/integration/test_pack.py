@@ -697,6 +697,39 @@ def test_bad_inputs_too_short_clips_are_caught_before_any_work(comfy):
     assert "this is more_clips' clip 1 there" in message, message
 
 
+def test_a_save_prefix_outside_the_output_folder_is_refused_before_any_training(comfy):
+    """Issue 21.5: a filename_prefix that leaves output/ (Save Motion LoRA) or output/fym_head_maps (Save Head
+    Map) used to be refused by ComfyUI only when saving, after the whole training. A typed prefix is now refused
+    when the prompt is queued; a linked one (known only when it arrives) by the save node, naming it, with
+    nothing written outside the folder."""
+    escape = unique("fym_escape")
+    for node, prefix in (
+        ("FYM_SaveMotionLoRA", f"../../{escape}"),
+        ("FYM_SaveMotionLoRA", f"loras/../../{escape}"),
+        ("FYM_SaveMotionLoRA", f"/tmp/{escape}"),
+        ("FYM_SaveHeadMap", f"../{escape}"),
+    ):
+        graph = training_nodes(seed=0)
+        source = ["temporal", 1] if node == "FYM_SaveMotionLoRA" else ["classify", 0]
+        name = "motion_lora" if node == "FYM_SaveMotionLoRA" else "head_map"
+        graph["save"] = {"class_type": node, "inputs": {name: source, "filename_prefix": prefix}}
+        with pytest.raises(PromptRejected) as rejected:
+            comfy.queue(graph)
+        message = json.dumps(rejected.value.body)
+        shown = "Save Motion LoRA" if node == "FYM_SaveMotionLoRA" else "Save Head Map"
+        assert f"FYM {shown}: filename_prefix {prefix!r} does not name a file inside output" in message, message
+
+    graph = training_nodes(seed=0, temporal=False)
+    graph["prefix"] = {"class_type": "PrimitiveString", "inputs": {"value": f"../{escape}"}}
+    graph["save"] = {
+        "class_type": "FYM_SaveMotionLoRA",
+        "inputs": {"motion_lora": ["spatial", 1], "filename_prefix": ["prefix", 0]},
+    }
+    message = run_expecting_error(comfy, graph)
+    assert f"FYM Save Motion LoRA: filename_prefix '../{escape}' does not name a file inside output" in message
+    assert not list(comfy.output_dir.parent.rglob(f"{escape}*")), "a file was written outside output/"
+
+
 def test_head_maps_save_atomically_and_load_only_from_their_folder(comfy):
     """Code review 25.11: Save Head Map writes a new file (no .part left), Load Head Map reads it back by name,
     and a name that leads out of output/fym_head_maps (possible through the API) is refused, not read."""
