@@ -56,7 +56,9 @@ def free_output_path(prefix: str, extension: str, node: str, folder: str = "") -
     if problem := output_prefix_problem(node, prefix, folder):
         raise ValueError(problem)
     prefix = f"{folder}/{prefix}" if folder else prefix
-    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, folder_paths.get_output_directory())
-    while os.path.exists(path := os.path.join(folder, f"{name}_{counter:05}_.{extension}")):
+    directory, name, counter, subfolder, _ = folder_paths.get_save_image_path(
+        prefix, folder_paths.get_output_directory()
+    )
+    while os.path.exists(path := os.path.join(directory, f"{name}_{counter:05}_.{extension}")):
         counter += 1
     return path, os.path.join(subfolder, os.path.basename(path))
