@@ -9,6 +9,17 @@ from dataclasses import dataclass
 
 VERSION = "0.1.0"  # the pack's version; pyproject.toml repeats it (a test checks)
 WAN_HEAD_DIM = 128  # Wan 2.1 and 2.2: heads = dim / 128 in every size
+WAN_FRAME_STRIDE = 4  # Wan's VAE: one latent frame per 4 video frames, after the first
+
+
+def latent_frames(video_frames: int) -> int:
+    """Latent frames Wan's VAE makes of `video_frames` (4k + 1) video frames: k + 1."""
+    return (video_frames - 1) // WAN_FRAME_STRIDE + 1
+
+
+def video_frames(latent_frames: int) -> int:
+    """Video frames (4k + 1) that make `latent_frames` latent frames."""
+    return WAN_FRAME_STRIDE * (latent_frames - 1) + 1
 
 
 @dataclass(frozen=True)

@@ -221,6 +221,19 @@ def classify_heads(
     """Score every head of `host` on the reference latent (1, C, T, H, W) with its Condition (or caption
     embedding (1, L, D)), as it would be sampled: a GIVEN_CLEAN first frame stays clean."""
     config = config or ClassifyConfig()
+    sims = head_similarities(host, latent, condition, config)
+    _, _, frames, height, width = latent.shape
+    return HeadMap(
+        host.shape, sims[0].tolist(), sims[1].tolist(), config.alpha, list(config.sigmas), config.band,
+        min(config.num_queries, frames * (height // 2) * (width // 2)),
+    )  # fmt: skip
+
+
+def head_similarities(
+    host: WanHost, latent: torch.Tensor, condition: Condition | torch.Tensor, config: ClassifyConfig
+) -> torch.Tensor:
+    """(2, layers, heads) Sim_s and Sim_t of every head on the reference latent (1, C, T, H, W), averaged over
+    config.sigmas (nothing is read back: fym.plan runs it on fake tensors)."""
     condition = Condition.of(condition)
     _, _, frames, height, width = latent.shape
     if frames < 2:
@@ -241,11 +254,7 @@ def classify_heads(
         noise = torch.randn(latent.shape, generator=generator).to(latent)
         x_t = condition.noised(latent, noise, sigma)
         host.capture_qk(x_t, torch.tensor([sigma], device=latent.device), condition, on_qk)
-    sims = sums / len(config.sigmas)
-    return HeadMap(
-        shape, sims[0].tolist(), sims[1].tolist(), config.alpha, list(config.sigmas), config.band,
-        min(config.num_queries, seq),
-    )  # fmt: skip
+    return sums / len(config.sigmas)
 
 
 def heat_map(head_map: HeadMap, cell: int = 16) -> torch.Tensor:
