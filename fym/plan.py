@@ -443,9 +443,11 @@ def describe(setting: Setting, change: Setting) -> str:
 
 
 def cheapest_fit(setting: Setting, card_bytes: int) -> Setting | None:
-    """The first change of `setting` that fits card_bytes, in order of what it costs the user, or None: gradient
+    """`setting` if it fits card_bytes, else the first change of it that fits, in order of what it costs the user, or None: gradient
     checkpointing (slower steps, same result), fp8 weights with it (a small quality cost), then either with
     blocks kept off the card (slower still), fewer temporal frames per step, a 3/4 then 1/2 size reference."""
+    if plan(setting).peak <= card_bytes:
+        return setting
     training = setting.stage != "classify"  # scoring has no backward: checkpointing changes nothing
     ckpt = replace(setting, gradient_checkpointing=training)
     fp8 = ckpt if WEIGHT_DTYPES[setting.weight_dtype].itemsize == 1 else replace(ckpt, weight_dtype="fp8")
@@ -497,7 +499,7 @@ def table(setting: Setting, card_gib: float | None = None) -> str:
             if change is None:
                 line += " no: nothing tried fits |"
             else:
-                line += f" {describe(stage_plan.setting, change) or 'yes'} |"
+                line += f" {'fits' if change == stage_plan.setting else 'fits with: ' + describe(stage_plan.setting, change)} |"
         lines.append(line)
     return "\n".join(lines)
 
