@@ -372,8 +372,9 @@ def prepared_step(setting: Setting, classify: ClassifyConfig | None = None, fake
     from .lora import make_adapters
     from .train import Run, check_stage_inputs
 
-    with FakeTensorMode() if fake else contextlib.nullcontext(), torch.device("cpu"):
-        model = build_wan(setting)
+    fakes = FakeTensorMode() if fake else contextlib.nullcontext()
+    with torch.inference_mode(False), torch.enable_grad(), fakes, torch.device("cpu"):  # ComfyUI runs nodes in
+        model = build_wan(setting)  # inference mode
         host = DiffusersWan(model)
         latents, condition = _clip(setting)
         if setting.stage == "classify":
@@ -440,6 +441,14 @@ def describe(setting: Setting, change: Setting) -> str:
     if change.blocks_on_card is not None and change.blocks_on_card < layers:
         words.append(f"keep {change.blocks_on_card} of {layers} blocks on the card (slower steps)")
     return ", ".join(words)
+
+
+def least_memory(setting: Setting) -> Setting:
+    """`setting` with every change that keeps its clip: checkpointing, fp8 weights, every block off the card."""
+    training = setting.stage != "classify"
+    weights = setting.weight_dtype if WEIGHT_DTYPES[setting.weight_dtype].itemsize == 1 else "fp8"
+    return replace(setting, gradient_checkpointing=training or setting.gradient_checkpointing, weight_dtype=weights,
+                   blocks_on_card=0)  # fmt: skip
 
 
 def cheapest_fit(setting: Setting, card_bytes: int) -> Setting | None:

@@ -27,6 +27,7 @@ from .feedback import (
 )
 from .heads import EXPERT_INPUT
 from .lora import applied_loras, apply_motion_lora
+from .memory import check_memory
 from .queue_checks import take_problem
 from .types import CATEGORY, HeadMapType, MotionLoRAType, ReferenceClipsType, node_error
 from .wan_host import training_host, wan_condition, wan_noise_range, wan_shape
@@ -268,6 +269,8 @@ def run_training(node: str, stage: str, model, latent, positive, head_map, confi
             resume=read_checkpoint(extra.get("resume_from")), model=model_summary(model),
         )  # fmt: skip
         check_resume(stage, clips, head_map, config, checkpoints)  # before the model is loaded
+        largest = max((tuple(clip.shape) for clip, _ in clips), key=math.prod)
+        reserve = check_memory(node, model, stage, largest, config, extra.get("unique_id"))
     except ValueError as error:
         raise node_error(node, error) from None
     progress = comfy.utils.ProgressBar(config.steps)  # its hook raises when the user presses Cancel
@@ -281,7 +284,7 @@ def run_training(node: str, stage: str, model, latent, positive, head_map, confi
         ((1, clip.shape[1], frames or clip.shape[2], *clip.shape[3:]) for clip, _ in clips), key=math.prod
     )  # the largest training sample's latent
     try:
-        with training_host(model, step_shape, config.gradient_checkpointing) as host:
+        with training_host(model, step_shape, config.gradient_checkpointing, reserve) as host:
             clips = [(clip.to(host.device), condition.to(host.device)) for clip, condition in clips]
             if preview.condition is not None:
                 preview.condition = preview.condition.to(host.device)

@@ -35,7 +35,7 @@ import comfy.samplers
 import torch
 from torch import nn
 
-from ..fym.config import WAN_HEAD_DIM, expert_noise_range
+from ..fym.config import WAN_HEAD_DIM, expert_noise_range, video_frames
 from ..fym.host import GIVEN_BY_CONCAT, GIVEN_CLEAN, AdapterHooks, Condition, QKCallback, RecentTables, WanShape
 from .types import context_of
 
@@ -88,6 +88,25 @@ def wan_shape(model, node: str) -> WanShape:
     wan_first_frame(model, node)
     dm = model.model.diffusion_model
     return WanShape(len(dm.blocks), dm.num_heads, dm.dim // dm.num_heads)
+
+
+def plan_setting(model, stage: str, clip_shape: tuple[int, ...], config):
+    """fym.plan's Setting for training this MODEL's Wan on a clip of latent shape (B, C, T, H, W) with the stage's
+    TrainConfig, as training_host loads it (weights as stored, the compute dtype it trains in)."""
+    from ..fym.plan import Architecture, Setting
+
+    dm = model.model.diffusion_model
+    q = dm.blocks[0].self_attn.q
+    names = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
+    weights = names.get(q.weight.dtype, "fp8_scaled" if getattr(q, "scale_weight", None) is not None else "fp8")
+    stride = 16 if dm.out_dim == 48 else 8  # Wan 2.2 TI2V 5B's VAE: 16x16 pixels per latent; the others' 8x8
+    architecture = Architecture(dm.dim, dm.ffn_dim, dm.num_layers, dm.in_dim, dm.out_dim, (4, stride, stride))
+    _, _, frames, height, width = clip_shape
+    return Setting(
+        architecture, width * stride, height * stride, video_frames(frames), stage, weights,
+        names[training_dtype(model)], config.rank, config.frame_count, config.sparse_sampling,
+        config.gradient_checkpointing,
+    )  # fmt: skip
 
 
 def wan_condition(model, positive, latent_shape: tuple[int, ...], node: str) -> Condition:
@@ -400,32 +419,37 @@ def scoring_host(model, latent_shape: tuple[int, ...]) -> Iterator[ComfyWan]:
         comfy.model_management.soft_empty_cache()
 
 
-def _load_for_training(patcher, latent_shape: tuple[int, ...], gradient_checkpointing: bool) -> None:
-    """Compute dtype, then a full load, or with checkpointing a partial one leaving an activation reserve."""
+def _load_for_training(
+    patcher, latent_shape: tuple[int, ...], gradient_checkpointing: bool, reserve: int | None
+) -> None:
+    """Compute dtype, then a full load, or with checkpointing a partial one leaving `reserve` bytes for the step
+    (fym.plan's; without a plan, 3x ComfyUI's sampling estimate for the latent)."""
     dtype = training_dtype(patcher)
     if dtype != (patcher.model.manual_cast_dtype or patcher.model.get_dtype()):
         patcher.set_model_compute_dtype(dtype)
     if gradient_checkpointing:
-        reserve = 3 * patcher.memory_required(latent_shape)
+        reserve = reserve or 3 * patcher.memory_required(latent_shape)
         comfy.model_management.load_models_gpu([patcher], memory_required=reserve)
     else:
         comfy.model_management.load_models_gpu([patcher], memory_required=1e20, force_full_load=True)
 
 
 @contextlib.contextmanager
-def training_host(model, latent_shape: tuple[int, ...], gradient_checkpointing: bool) -> Iterator[ComfyWan]:
+def training_host(
+    model, latent_shape: tuple[int, ...], gradient_checkpointing: bool, reserve: int | None = None
+) -> Iterator[ComfyWan]:
     """A ComfyWan set up for training; always released.
 
     Without checkpointing the clone is loaded fully (as the stock trainer does). With it, ComfyUI may load
-    it partially, as for sampling, and stream the rest per block: that is how 14B trains on a 24 GB card.
-    The activation reserve (3x the sampling estimate for the latent) is a guess, not yet measured on a GPU.
+    it partially, as for sampling, leaving `reserve` bytes free for the step (nodes/memory.py: the planned
+    activations, LoRA and optimizer state), and stream the rest per block: that is how 14B trains on a 24 GB card.
     """
     with torch.inference_mode(False):
         patcher = _non_dynamic_clone(model)
         _unload_sharing(patcher)
         try:
             with tensors_put_back(patcher.model.diffusion_model):
-                _load_for_training(patcher, latent_shape, gradient_checkpointing)
+                _load_for_training(patcher, latent_shape, gradient_checkpointing, reserve)
                 host = ComfyWan(patcher, training=True)
                 try:
                     make_autograd_safe(host.diffusion_model)

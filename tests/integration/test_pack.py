@@ -7,6 +7,7 @@ T2V model, so the whole file runs in a few minutes on two CPU cores.
 import copy
 import json
 import math
+import re
 import uuid
 from pathlib import Path
 
@@ -728,6 +729,40 @@ def test_a_save_prefix_outside_the_output_folder_is_refused_before_any_training(
     message = run_expecting_error(comfy, graph)
     assert f"FYM Save Motion LoRA: filename_prefix '../{escape}' does not name a file inside output" in message
     assert not list(comfy.output_dir.parent.rglob(f"{escape}*")), "a file was written outside output/"
+
+
+def test_the_memory_plan_warns_before_training_and_refuses_far_over_the_card(comfy):
+    """Issue 22: a training node plans its peak memory before loading the model; on a card that is too small it
+    warns, naming the change that fits, and trains; over the card by more than 1.5x it refuses before any work."""
+    prefix = unique("fym_memory")
+
+    def spatial_training(seed, card_mib):
+        graph = training_nodes(seed=seed, temporal=False)
+        graph["card"] = {"class_type": "FYMTest_CardSize", "inputs": {"model": ["unet", 0], "card_mib": card_mib}}
+        graph["spatial"]["inputs"]["model"] = ["card", 0]
+        graph["loss"] = {"class_type": "LossGraphNode", "inputs": {"loss": ["spatial", 2], "filename_prefix": prefix}}
+        return graph
+
+    def log_since(start):
+        return Path(comfy.log_path).read_text(errors="replace")[start:]
+
+    start = len(Path(comfy.log_path).read_text(errors="replace"))
+    comfy.run(spatial_training(seed=21, card_mib=1e6), timeout=600)
+    plans = re.findall(r"memory plan: ([0-9.]+) (GiB|MiB) at peak", log_since(start))
+    assert plans, log_since(start)[-3000:]
+    peak_mib = float(plans[-1][0]) * (1024 if plans[-1][1] == "GiB" else 1)
+    assert "does not fit" not in log_since(start)
+
+    start = len(Path(comfy.log_path).read_text(errors="replace"))
+    comfy.run(spatial_training(seed=22, card_mib=0.8 * peak_mib), timeout=600)  # warned, then trained
+    warned = log_since(start)
+    assert (
+        "FYM Spatial LoRA Train: the planned peak is" in warned and "to fit: turn on gradient_checkpointing" in warned
+    )
+
+    message = run_expecting_error(comfy, spatial_training(seed=23, card_mib=0.5 * peak_mib))
+    assert "FYM Spatial LoRA Train" in message and "over the card by more than 1.5x" in message, message
+    assert "gradient_checkpointing" in message  # the change that fits, or all the planner tried
 
 
 def test_head_maps_save_atomically_and_load_only_from_their_folder(comfy):

@@ -489,12 +489,45 @@ class FP8CardUNETLoader(io.ComfyNode):
         return io.NodeOutput(model)
 
 
+class CardSize(io.ComfyNode):
+    """MODEL pass-through that makes comfy.model_management.get_total_memory report a card of card_mib while the
+    prompt that ran it executes (the card a training node's memory plan is checked against)."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FYMTest_CardSize",
+            category="FYM/test",
+            inputs=[io.Model.Input("model"), io.Float.Input("card_mib", default=1024.0, min=0.0, max=1e9)],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, card_mib) -> io.NodeOutput:
+        import comfy.model_management
+        from server import PromptServer
+
+        server = PromptServer.instance
+        prompt_id = server.last_prompt_id
+        stock = getattr(comfy.model_management.get_total_memory, "stock", comfy.model_management.get_total_memory)
+
+        def total_memory(dev=None, torch_total_too=False):
+            if server.last_prompt_id != prompt_id:
+                return stock(dev, torch_total_too)
+            card = int(card_mib * 2**20)
+            return (card, card) if torch_total_too else card
+
+        total_memory.stock = stock
+        comfy.model_management.get_total_memory = total_memory
+        return io.NodeOutput(model)
+
+
 class FYMTestExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [
             RandomConditioning, RandomClipVision, SyntheticVideo, LatentStats, LatentOp, MotionBenchClip,
-            MotionBenchFirstFrame, HostCheck, FP8CardUNETLoader,
+            MotionBenchFirstFrame, HostCheck, FP8CardUNETLoader, CardSize,
         ]  # fmt: skip
 
 
