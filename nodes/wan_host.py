@@ -124,7 +124,7 @@ def wan_condition(model, positive, latent_shape: tuple[int, ...], node: str) -> 
         raise ValueError(
             f"{node}: the MODEL is {model_name(model)}, which needs the reference's first frame: connect the positive "
             "output of WanImageToVideo (start_image = Prepare Reference's first frame, the same width, height and "
-            "frames) to 'positive'"
+            "frames) to 'positive', or turn on Load Reference Clips' image_to_video"
         )
     compared = slice(2 if latent_shape[2] > 1 else 3, 5)
     for key, value in per_frame.items():

@@ -212,6 +212,9 @@ def tiny_world(api: dict, lora_name: str | None) -> dict:
             inputs.update(steps=2, **split)
         elif kind == "FYM_PrepareReference":
             inputs.update(width=64, height=64, frames=9)
+        elif kind == "FYM_LoadReferenceClips":  # the test folder, and a stand-in text encoder for its captions
+            inputs.update(folder=TEST_DATASET_FOLDER, width=64, height=64, frames=9, clip=[f"{node_id}_text", 0])
+            api[f"{node_id}_text"] = {"class_type": "FYMTest_RandomTextEncoder", "inputs": {}}
         elif kind == "FYM_ClassifyHeads":
             inputs.update(num_queries=64)  # alpha as shipped: the node splits by score if it is one-sided
         elif kind == "FYM_SpatialLoRATrain":
@@ -267,6 +270,7 @@ def test_workflow_files_are_ui_format(object_info):
         "04-wan22-t2v-motion-transfer.json",
         "05-wan22-ti2v-5B-motion-onto-your-image.json",
         "06-wan22-i2v-several-clips-one-motion.json",
+        "07-motion-from-a-folder-of-clips.json",
     ]
     for path in WORKFLOWS:
         ui = json.loads(path.read_text())
@@ -595,6 +599,81 @@ def test_core_dataset_nodes_feed_prepare_reference_one_lora_per_clip(comfy, obje
     saved = entry["outputs"]["save"]["text"]
     assert len(saved) == 2 and len(set(saved)) == 2, saved
     assert all((comfy.output_dir / name).stat().st_size > 0 for name in saved), saved
+
+
+def folder_training(folder: str, seed: int, frames: int = 9, unet: str = UNET_NAME, i2v: bool = False) -> dict:
+    """Load Reference Clips on `folder` into Classify Heads and both training nodes (its first clip, the others as
+    more_clips), the temporal LoRA saved."""
+    graph = training_nodes(unet=unet, seed=seed)
+    graph["text"] = {"class_type": "FYMTest_RandomTextEncoder", "inputs": {}}
+    graph["prep"] = {
+        "class_type": "FYM_LoadReferenceClips",
+        "inputs": {
+            "vae": ["vae", 0], "clip": ["text", 0], "folder": folder, "default_caption": "a square moves",
+            "width": 64, "height": 64, "frames": frames, "start_frame": 0, "frame_step": 1,
+            "resize_mode": "center crop", "image_to_video": i2v,
+        },
+    }  # fmt: skip
+    del graph["video"], graph["caption"]
+    for node in ("classify", "spatial", "temporal"):
+        graph[node]["inputs"]["positive"] = ["prep", 2]
+    for node in ("spatial", "temporal"):
+        graph[node]["inputs"]["more_clips"] = ["prep", 3]
+    graph["save"] = {
+        "class_type": "FYM_SaveMotionLoRA",
+        "inputs": {"motion_lora": ["temporal", 1], "filename_prefix": f"loras/{unique('fym_folder')}", "dtype": "fp32"},
+    }
+    graph["listed"] = {"class_type": "PreviewAny", "inputs": {"source": ["prep", 4]}}
+    return graph
+
+
+def saved_clips(comfy, entry) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(comfy.output_dir / saved_text(entry, "save")), "pt") as handle:
+        return json.loads(handle.metadata()["fym"])["clips"]
+
+
+def test_load_reference_clips_trains_on_a_folder_and_a_requeue_encodes_nothing(comfy):
+    """Issue 23: a folder of videos with .txt captions feeds the training nodes as several clips; re-queued
+    unchanged, the node does not run again."""
+    entry = comfy.run(folder_training(TEST_DATASET_FOLDER, seed=31), timeout=900)
+    assert saved_clips(comfy, entry) == 2
+    listed = entry["outputs"]["listed"]["text"][0]
+    assert "a.mp4: 'a square moves (a)'" in listed and "b.mp4: 'a square moves (b)'" in listed, listed
+    again = comfy.run(folder_training(TEST_DATASET_FOLDER, seed=32), timeout=900)  # retrains, same folder
+    cached = next(data["nodes"] for event, data in again["status"]["messages"] if event == "execution_cached")
+    assert "prep" in cached and "spatial" not in cached
+
+
+def test_load_reference_clips_with_one_clip_and_no_caption_and_for_an_i2v_model(comfy):
+    """One clip, no .txt: the default caption; on the tiny I2V model, each clip's first frame as WanImageToVideo
+    gives it (image_to_video on), without which the I2V model refuses the clip."""
+    folder = Path(comfy.input_dir) / unique("fym_one_clip")
+    folder.mkdir()
+    (folder / "only.mp4").write_bytes((Path(comfy.input_dir) / TEST_CLIP_NAME).read_bytes())
+    entry = comfy.run(folder_training(folder.name, seed=33), timeout=900)
+    assert saved_clips(comfy, entry) == 1
+    assert entry["outputs"]["listed"]["text"][0] == "only.mp4: 'a square moves'"
+    entry = comfy.run(folder_training(folder.name, seed=34, unet=UNET_I2V_HIGH_NAME, i2v=True), timeout=900)
+    assert saved_clips(comfy, entry) == 1
+    message = run_expecting_error(comfy, folder_training(folder.name, seed=35, unet=UNET_I2V_HIGH_NAME))
+    assert "needs the reference's first frame" in message, message
+
+
+def test_load_reference_clips_names_the_corrupt_or_short_video_before_any_training(comfy):
+    folder = Path(comfy.input_dir) / unique("fym_corrupt")
+    folder.mkdir()
+    (folder / "good.mp4").write_bytes((Path(comfy.input_dir) / TEST_CLIP_NAME).read_bytes())
+    (folder / "bad.mp4").write_bytes(b"not a video at all" * 100)
+    message = run_expecting_error(comfy, folder_training(folder.name, seed=36))
+    assert "FYM Load Reference Clips: bad.mp4 cannot be read as a video" in message, message
+    message = run_expecting_error(comfy, folder_training(TEST_DATASET_FOLDER, seed=35, frames=801))
+    assert "FYM Load Reference Clips: a.mp4: the video gives" in message, message
+    empty = Path(comfy.input_dir) / unique("fym_empty")
+    empty.mkdir()
+    message = run_expecting_error(comfy, folder_training(empty.name, seed=36))
+    assert "holds no videos" in message, message
 
 
 # -- errors -------------------------------------------------------------------------------------------------------

@@ -489,6 +489,36 @@ class FP8CardUNETLoader(io.ComfyNode):
         return io.NodeOutput(model)
 
 
+class HashedTextEncoder:
+    """A CLIP stand-in for core CLIPTextEncode: each text becomes a fixed random (1, 512, 4096) embedding seeded by
+    the text, so captions differ and repeat."""
+
+    def tokenize(self, text):
+        return text
+
+    def encode_from_tokens_scheduled(self, tokens):
+        import hashlib
+
+        seed = int(hashlib.sha256(tokens.encode()).hexdigest()[:8], 16)
+        context = torch.randn(1, 512, 4096, generator=torch.Generator().manual_seed(seed)) * 0.1
+        return [[context, {}]]
+
+
+class RandomTextEncoder(io.ComfyNode):
+    """A CLIP output for nodes that encode captions themselves (Load Reference Clips), since the tests have no
+    text encoder."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FYMTest_RandomTextEncoder", category="FYM/test", inputs=[], outputs=[io.Clip.Output()]
+        )
+
+    @classmethod
+    def execute(cls) -> io.NodeOutput:
+        return io.NodeOutput(HashedTextEncoder())
+
+
 class CardSize(io.ComfyNode):
     """MODEL pass-through that makes comfy.model_management.get_total_memory report a card of card_mib while the
     prompt that ran it executes (the card a training node's memory plan is checked against)."""
@@ -527,7 +557,7 @@ class FYMTestExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [
             RandomConditioning, RandomClipVision, SyntheticVideo, LatentStats, LatentOp, MotionBenchClip,
-            MotionBenchFirstFrame, HostCheck, FP8CardUNETLoader, CardSize,
+            MotionBenchFirstFrame, HostCheck, FP8CardUNETLoader, CardSize, RandomTextEncoder,
         ]  # fmt: skip
 
 
