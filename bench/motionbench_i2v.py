@@ -136,7 +136,7 @@ def markdown(summary: dict, args, seconds: float, heads: list[str]) -> str:
         "# MotionBench-mini, image-to-video: a reference motion onto a given first frame of another object",
         "",
         f"Command: `{' '.join(['python'] + sys.argv)}`; total {seconds / 60:.1f} min on {args.device} "
-        f"({args.workers} process(es) x {args.threads} thread(s)). Weights: {os.path.basename(args.weights)}.",
+        f"({args.workers} Ray worker(s) x {args.threads} thread(s)). Weights: {os.path.basename(args.weights)}.",
         f"{args.runs} runs = {args.clip_count} reference clips x {args.seeds} seed(s); spatial {args.spatial_steps} + "
         f"temporal {args.temporal_steps} steps (the recipe: {LORA['spatial_steps']} + {LORA['temporal_steps']}), "
         f"rank {args.rank}, lr {args.lr}, shift {SHIFT}, sparse = frame 0 + {args.count} of 9 latent frames at stride "

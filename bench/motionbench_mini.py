@@ -38,12 +38,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from unittest import mock
 
@@ -228,42 +226,38 @@ def run_clip(host, name, clip, targets, seed, configs, args) -> dict:
     return out
 
 
-_WORKER: dict = {}
-
-
-def _start_worker(args, run=run_clip) -> None:
-    """Load the model once per process (the benchmark's worker processes, or the main one); `run` runs a job."""
-    torch.set_num_threads(args.threads)
-    host = DiffusersWan(model.load(args.weights).to(args.device))
-    _WORKER.update(args=args, configs=stage_configs(args), host=host, run=run)
-
-
-def _run_job(job) -> dict:
+def _run_job(args, run, job) -> dict:
+    """One (clip, seed) job on a fym.library worker: the model loaded, then run(host, name, clip, targets, seed,
+    configs, args)."""
     name, clip, targets, seed = job
     print(f"[{name} seed {seed}]", flush=True)
-    return _WORKER["run"](_WORKER["host"], name, clip, targets, seed, _WORKER["configs"], _WORKER["args"])
+    host = DiffusersWan(model.load(args.weights).to(args.device))
+    return run(host, name, clip, targets, seed, stage_configs(args), args)
 
 
 def run_jobs(args, jobs: list, run=run_clip, done=None) -> list[dict]:
-    """run(host, name, clip, targets, seed, configs, args) for every job (name, clip, targets, seed), in
-    args.workers processes (one model each) or in this one; results in the jobs' order. done(job, result) is
-    called as each job finishes (e.g. to keep it on disk before the whole run ends)."""
-    done = done or (lambda job, result: None)
-    if args.workers > 1:  # one model per process; on a GPU they share the device (this small model cannot fill it)
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(args.workers, spawn, initializer=_start_worker, initargs=(args, run)) as pool:
-            futures = {pool.submit(_run_job, job): i for i, job in enumerate(jobs)}
-            results = [None] * len(jobs)
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                done(jobs[futures[future]], results[futures[future]])
-            return results
-    _start_worker(args, run)
-    results = []
-    for job in jobs:
-        results.append(_run_job(job))
-        done(job, results[-1])
-    return results
+    """run(host, name, clip, targets, seed, configs, args) for every job (name, clip, targets, seed) as a task of
+    fym.library's Ray runner: a local Ray of args.workers x args.threads CPUs (args.workers jobs side by side on
+    one GPU), or the cluster at args.address; results in the jobs' order. done(job, result) is called as each job
+    finishes (e.g. to keep it on disk before the whole run ends). A failed job stops the table."""
+    from fym.library import Job
+    from fym.library import run_jobs as run_on_ray
+
+    named = {f"{job[0]}_seed{job[3]}": job for job in jobs}
+    rows = run_on_ray(
+        [Job(name, _run_job, (args, run, job)) for name, job in named.items()],
+        address=args.address, workers=args.workers * args.threads, threads=args.threads,
+        gpus_per_job=1 / args.workers,
+        on_done=lambda name, row: done(named[name], _result(row)) if done and row["status"] == "done" else None,
+    )  # fmt: skip
+    failed = {name: row["error"] for name, row in rows.items() if row["status"] != "done"}
+    if failed:
+        raise RuntimeError(f"MotionBench jobs failed: {failed}")
+    return [_result(rows[name]) for name in named]
+
+
+def _result(row: dict) -> dict:
+    return {key: value for key, value in row.items() if key not in ("status", "seconds")}
 
 
 def keep_jobs(name: str):
@@ -274,13 +268,15 @@ def keep_jobs(name: str):
     def done(job, result) -> None:
         job_name, clip, _, seed = job
         with open(path, "a") as handle:
-            handle.write(json.dumps({"clip": job_name, "category": clip.category, "seed": seed, "result": result}) + "\n")
+            handle.write(
+                json.dumps({"clip": job_name, "category": clip.category, "seed": seed, "result": result}) + "\n"
+            )
 
     return done
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
-    """The command-line options of a benchmark run: clips, seeds, the LoRA recipe, sampling, processes."""
+    """The command-line options of a benchmark run: clips, seeds, the LoRA recipe, sampling, Ray workers."""
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--clips", default="", help="comma-separated clip names (default: all 8)")
     parser.add_argument("--spatial-steps", type=int, default=LORA["spatial_steps"])
@@ -292,8 +288,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample-steps", type=int, default=LORA["sample_steps"])
     parser.add_argument("--cfg", type=float, default=1.0)
     parser.add_argument("--sample-shift", type=float, default=SHIFT)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    parser.add_argument("--workers", type=int, default=1, help="processes running (clip, seed) jobs side by side")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
+    parser.add_argument("--workers", type=int, default=1, help="(clip, seed) jobs side by side on a local Ray")
+    parser.add_argument("--address", help="run the jobs on this Ray cluster (fym.library) instead of a local one")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--strips", default="", help="folder for PNG strips of every generated video")
     parser.add_argument("--patterns", action="store_true", help="the leak world: reference objects carry an "
@@ -390,7 +387,7 @@ def markdown(summary: dict, categories: dict, pairs: dict, args, seconds: float,
         "# MotionBench-mini results" + (" (leak world)" if args.patterns else ""),
         "",
         f"Command: `{' '.join(['python'] + sys.argv)}`; total {seconds / 60:.1f} min on {args.device} "
-        f"({args.workers} process(es) x {args.threads} thread(s)).",
+        f"({args.workers} Ray worker(s) x {args.threads} thread(s)).",
         f"{args.runs} runs = {args.clip_count} reference clips x {args.seeds} seed(s); spatial {args.spatial_steps} + "
         f"temporal {args.temporal_steps} steps, rank {args.rank}, lr {args.lr}, shift {SHIFT}, sparse = "
         f"{args.count} of 9 latent frames (stride {args.stride}, or one per segment where that window cannot move); "
