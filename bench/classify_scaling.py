@@ -92,15 +92,9 @@ def main() -> None:
             row["label_agreement"] = f"{agree}/{args.heads}"
         rows.append(row)
         sampled, exact = row["sampled"], row["exact"]
-        print(
-            f"S={seq:6d}: sampled {sampled['seconds']:.2f} s {sampled['peak_mb_above_baseline']:.0f} MB | "
-            + (
-                f"exact {exact['seconds']:.2f} s {exact['peak_mb_above_baseline']:.0f} MB, labels agree "
-                f"{row['label_agreement']}"
-                if exact
-                else "exact skipped (too large)"
-            )
-        )
+        print(f"S={seq:6d}: sampled {sampled['seconds']:.2f} s {sampled['peak_mb_above_baseline']:.0f} MB | "
+              + (f"exact {exact['seconds']:.2f} s {exact['peak_mb_above_baseline']:.0f} MB, labels agree "
+                 f"{row['label_agreement']}" if exact else "exact skipped (too large)"))
     path = write("classify_scaling", {"config": {k: v for k, v in vars(args).items() if k != "child"}, "rows": rows})
     print(f"-> {path}")
 

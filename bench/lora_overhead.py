@@ -36,9 +36,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    model = tiny_wan(
-        num_layers=args.layers, num_heads=args.heads, head_dim=128, ffn_dim=4 * 128 * args.heads, text_dim=512
-    ).to(device)
+    model = tiny_wan(num_layers=args.layers, num_heads=args.heads, head_dim=128, ffn_dim=4 * 128 * args.heads,
+                     text_dim=512).to(device)
     host = DiffusersWan(model)
     model.requires_grad_(False)
     video = torch.randn(1, 16, 5, args.latent_size, args.latent_size, device=device)
@@ -56,14 +55,10 @@ def main() -> None:
         device,
     )
     overhead = lora["median_s"] / frozen["median_s"] - 1
-    path = write(
-        "lora_overhead",
-        {"config": vars(args), "frozen_forward_backward": frozen, "lora_train_step": lora, "overhead": overhead},
-    )
-    print(
-        f"frozen fwd+bwd {frozen['median_s'] * 1e3:.0f} ms, LoRA step {lora['median_s'] * 1e3:.0f} ms: "
-        f"overhead {overhead * 100:.1f}% -> {path}"
-    )
+    path = write("lora_overhead", {"config": vars(args), "frozen_forward_backward": frozen, "lora_train_step": lora,
+                                   "overhead": overhead})
+    print(f"frozen fwd+bwd {frozen['median_s'] * 1e3:.0f} ms, LoRA step {lora['median_s'] * 1e3:.0f} ms: "
+          f"overhead {overhead * 100:.1f}% -> {path}")
 
 
 if __name__ == "__main__":

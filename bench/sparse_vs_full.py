@@ -40,24 +40,16 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    model = tiny_wan(
-        num_layers=args.layers, num_heads=args.heads, head_dim=128, ffn_dim=4 * 128 * args.heads, text_dim=512
-    ).to(device)
+    model = tiny_wan(num_layers=args.layers, num_heads=args.heads, head_dim=128, ffn_dim=4 * 128 * args.heads,
+                     text_dim=512).to(device)
     host = DiffusersWan(model)
     video = torch.randn(1, 16, args.frames, args.latent_size, args.latent_size, device=device)
     context = torch.randn(1, 64, 512, device=device)
     head_map = half_temporal_map(host.shape)
     results = {}
     for name, sparse in (("sparse", True), ("full", False)):
-        config = replace(
-            TEMPORAL,
-            steps=args.repeats + 1,
-            rank=128,
-            alpha=128.0,
-            sparse_sampling=sparse,
-            frame_stride=5,
-            frame_count=5,
-        )
+        config = replace(TEMPORAL, steps=args.repeats + 1, rank=128, alpha=128.0, sparse_sampling=sparse,
+                         frame_stride=5, frame_count=5)
         results[name] = train_step_times(
             lambda on_step, config=config: train_stage(host, "temporal", video, context, head_map, config, on_step),
             device,
@@ -72,10 +64,8 @@ def main() -> None:
         "speedup_full_over_sparse": ratio,
     }
     path = write("sparse_vs_full", summary)
-    print(
-        f"sparse {results['sparse']['median_s'] * 1e3:.0f} ms/step, full {results['full']['median_s'] * 1e3:.0f} ms/step: "
-        f"{ratio:.2f}x (token ratio {args.frames / 5:.1f}x) -> {path}"
-    )
+    print(f"sparse {results['sparse']['median_s'] * 1e3:.0f} ms/step, full {results['full']['median_s'] * 1e3:.0f} ms/step: "
+          f"{ratio:.2f}x (token ratio {args.frames / 5:.1f}x) -> {path}")
 
 
 if __name__ == "__main__":
