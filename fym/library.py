@@ -134,7 +134,7 @@ def _read_index(path: str | None) -> dict[str, dict]:
     if not path or not os.path.exists(path):
         return {}
     with open(path) as handle:
-        return {row["name"]: row for row in json.load(handle)["jobs"]}
+        return {row.pop("name"): row for row in json.load(handle)["jobs"]}
 
 
 def _write_index(path: str, rows: dict[str, dict]) -> None:

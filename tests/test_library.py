@@ -68,9 +68,9 @@ def test_a_killed_or_failing_job_fails_alone_and_is_reported(tmp_path, local_ray
     assert "| dies | failed:" in table and "| raises | failed:" in table
 
     ran = []  # a second run retries only the failed ones
-    run_jobs([Job("a", quick, (1,)), Job("raises", quick, (3,))], str(index), workers=2,
-             on_done=lambda name, row: ran.append(name))  # fmt: skip
-    assert ran == ["raises"]
+    again = run_jobs([Job("a", quick, (1,)), Job("raises", quick, (3,))], str(index), workers=2,
+                     on_done=lambda name, row: ran.append(name))  # fmt: skip
+    assert ran == ["raises"] and again["a"] == rows["a"] and again["raises"]["value"] == 3
 
 
 def test_find_motions_takes_folders_of_videos_or_videos_with_their_captions(tmp_path):
