@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import random
 import types
 import weakref
@@ -312,12 +313,14 @@ def stage_config(setting: Setting) -> TrainConfig:
     )  # fmt: skip
 
 
+@functools.lru_cache(maxsize=256)
 def plan(setting: Setting, classify: ClassifyConfig | None = None) -> Plan:
-    """Plan one step of `setting`'s stage (one training step; for "classify", one scoring pass).
+    """Plan one step of `setting`'s stage (one training step; for "classify", one scoring pass). Plans are kept
+    (settings and plans are frozen), so the searches below and a re-queued node trace each setting once.
 
     Wan's blocks are alike, so every figure is linear in the blocks kept on the card and the blocks off it: the
-    stage is traced with one and two blocks (each kind) and the rest follows (`trace` runs the whole model;
-    tests check that both agree).
+    stage is traced with TRACED_BLOCKS blocks and one more of each kind, and the rest follows (`trace` runs the
+    whole model; tests check that both agree).
     """
     arch = setting.architecture
     layers = arch.num_layers
@@ -344,7 +347,7 @@ def plan(setting: Setting, classify: ClassifyConfig | None = None) -> Plan:
 
 
 def trace(setting: Setting, classify: ClassifyConfig | None = None) -> Plan:
-    """The plan of one step traced through the whole model (`plan` traces one and two blocks).
+    """The plan of one step traced through the whole model (`plan` traces a few blocks and extrapolates).
 
     Two traces: FlopCounterMode keeps tensors alive that checkpointing would free, so memory is counted alone.
     """
@@ -422,7 +425,7 @@ def blocks_that_fit(setting: Setting, card_bytes: int) -> int | None:
     none_on_card = plan(replace(setting, blocks_on_card=0)).peak
     if none_on_card > card_bytes:
         return None
-    per_block = (plan(replace(setting, blocks_on_card=layers)).peak - none_on_card) / layers
+    per_block = (plan(replace(setting, blocks_on_card=None)).peak - none_on_card) / layers  # None: all on the card
     return layers if per_block <= 0 else min(layers, int((card_bytes - none_on_card) // per_block))
 
 
@@ -444,7 +447,8 @@ def describe(setting: Setting, change: Setting) -> str:
 
 
 def least_memory(setting: Setting) -> Setting:
-    """`setting` with every change that keeps its clip: checkpointing, fp8 weights, every block off the card."""
+    """`setting` with every change that keeps its clip: checkpointing (training stages: scoring has no backward),
+    fp8 weights, every block off the card."""
     training = setting.stage != "classify"
     weights = setting.weight_dtype if WEIGHT_DTYPES[setting.weight_dtype].itemsize == 1 else "fp8"
     return replace(setting, gradient_checkpointing=training or setting.gradient_checkpointing, weight_dtype=weights,
@@ -457,10 +461,10 @@ def cheapest_fit(setting: Setting, card_bytes: int) -> Setting | None:
     blocks kept off the card (slower still), fewer temporal frames per step, a 3/4 then 1/2 size reference."""
     if plan(setting).peak <= card_bytes:
         return setting
-    training = setting.stage != "classify"  # scoring has no backward: checkpointing changes nothing
-    ckpt = replace(setting, gradient_checkpointing=training)
-    fp8 = ckpt if WEIGHT_DTYPES[setting.weight_dtype].itemsize == 1 else replace(ckpt, weight_dtype="fp8")
-    whole = list(dict.fromkeys([ckpt, fp8] if training else [fp8]))
+    least = least_memory(setting)
+    ckpt = replace(setting, gradient_checkpointing=least.gradient_checkpointing)
+    fp8 = replace(ckpt, weight_dtype=least.weight_dtype)
+    whole = list(dict.fromkeys([ckpt, fp8] if setting.stage != "classify" else [fp8]))
     for candidate in whole:
         if plan(candidate).peak <= card_bytes:
             return candidate
